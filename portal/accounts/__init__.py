@@ -1,0 +1,1 @@
+"""Accounts: activation, sign-in with password + TOTP, sessions, recovery, password reset."""

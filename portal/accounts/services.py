@@ -1,0 +1,432 @@
+"""Account rules: sign-in with throttling and lock, second factor, activation, email verification,
+password reset/change, staff accounts, support actions. Services flush, never commit; routes commit."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from flask import current_app, url_for
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select, update
+
+from portal.accounts import mfa, sessions
+from portal.accounts.models import ROLES, STAFF_ROLES, AccessGrant, ActivationCode, SupportIdentityCheck, User
+from portal.accounts.passwords import hash_password, needs_rehash, policy_errors, verify_password
+from portal.core.access import require_function
+from portal.core.audit import EventTag, record_event
+from portal.core.crypto import keyed_hash
+from portal.core.db import utcnow
+from portal.core.errors import DomainError, Throttled
+from portal.core.mail import send_after_commit
+from portal.extensions import db, throttle
+from portal.patients.models import Patient
+
+ACTIVATION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+IDENTITY_METHODS = ("photo_id_in_person", "video_call_with_id", "callback_with_verification")
+
+
+class AuthFailed(DomainError):
+    pass
+
+
+class EmailNotVerified(DomainError):
+    pass
+
+
+def normalise_email(email: str | None) -> str:
+    return (email or "").strip().lower()[:254]
+
+
+def _email_key(email: str) -> str:
+    return hashlib.sha256(normalise_email(email).encode()).hexdigest()
+
+
+def _limits():
+    cfg = current_app.config
+    return cfg["LOGIN_FAILURES_PER_WINDOW"], cfg["LOGIN_FAILURE_WINDOW_SECONDS"], cfg["IP_FAILURES_PER_WINDOW"]
+
+
+def _check_throttles(account_key: str, ip: str | None, user: User | None) -> None:
+    per_acct, window, per_ip = _limits()
+    waits = [
+        throttle.retry_after("ip-fail", ip or "-", per_ip, window),
+        throttle.retry_after("acct-fail", account_key, per_acct, window),
+    ]
+    if user is not None and user.locked_until is not None and user.locked_until > utcnow():
+        waits.append(int((user.locked_until - utcnow()).total_seconds()) + 1)
+    wait = max(waits)
+    if wait:
+        raise Throttled(wait)
+
+
+def _record_failure(account_key: str, ip: str | None, user: User | None, tag: EventTag, reason: str) -> None:
+    per_acct, window, per_ip = _limits()
+    throttle.record_failure("ip-fail", ip or "-", per_ip, window)
+    throttle.record_failure("acct-fail", account_key, per_acct, window)
+    if user is not None:
+        # Atomic increment: concurrent failures cannot lose counts.
+        db.session.execute(update(User).where(User.id == user.id)
+                           .values(failed_attempts=User.failed_attempts + 1)
+                           .execution_options(synchronize_session=False))
+        db.session.refresh(user, ["failed_attempts"])
+        if user.failed_attempts >= per_acct:
+            user.locked_until = utcnow() + timedelta(seconds=current_app.config["ACCOUNT_LOCK_SECONDS"])
+            record_event(EventTag.SIGNIN_LOCKED, actor=user, outcome="failure",
+                         detail={"failed_attempts": user.failed_attempts})
+    record_event(tag, actor=user, outcome="failure", detail={"reason": reason})
+    db.session.flush()
+
+
+def _record_success(account_key: str, user: User) -> None:
+    per_acct, window, _ = _limits()
+    throttle.clear("acct-fail", account_key, per_acct, window)
+    user.failed_attempts = 0
+    user.locked_until = None
+
+
+def authenticate(email: str, password: str, ip: str | None) -> User:
+    """Password step. Raises Throttled, AuthFailed (generic) or EmailNotVerified."""
+    key = _email_key(email)
+    user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
+    _check_throttles(key, ip, user)
+    ok = verify_password(user.password_hash if user else None, password)
+    if not ok or user is None or user.disabled_at is not None:
+        _record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "password" if user else "unknown_account")
+        raise AuthFailed(_("That email and password do not match our records."))
+    if user.role == "patient" and user.email_verified_at is None:
+        send_verification_email(user)
+        raise EmailNotVerified(_("Please confirm your email address first. We have sent you a new link."))
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    _record_success(key, user)
+    record_event(EventTag.SIGNIN_SUCCESS, actor=user, detail={"step": "password"})
+    db.session.flush()
+    return user
+
+
+def verify_second_factor(user: User, code: str, ip: str | None, *, recovery: bool = False) -> None:
+    key = _email_key(user.email)
+    _check_throttles(key, ip, user)
+    ok = mfa.use_recovery_code(user, code) if recovery else mfa.verify_totp(user, code)
+    if not ok:
+        _record_failure(key, ip, user, EventTag.MFA_FAILURE, "recovery" if recovery else "totp")
+        raise AuthFailed(_("That code is not valid. Check your authenticator app and try again."))
+    _record_success(key, user)
+    record_event(EventTag.MFA_RECOVERY_USED if recovery else EventTag.MFA_SUCCESS, actor=user)
+    db.session.flush()
+
+
+def reauthenticate(user: User, record, password: str, ip: str | None) -> None:
+    """Sensitive changes ask for the current password (or accept a sign-in within 5 minutes)."""
+    key = _email_key(user.email)
+    _check_throttles(key, ip, user)
+    if not verify_password(user.password_hash, password):
+        _record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "reauth")
+        raise AuthFailed(_("Your current password is not correct."), field="current_password")
+    _record_success(key, user)
+    sessions.mark_reauthenticated(record)
+    record_event(EventTag.REAUTH, actor=user)
+
+
+# --- signed tokens -------------------------------------------------------------------------
+
+def _serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
+
+
+def _password_fingerprint(user: User) -> str:
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:24]
+
+
+def make_reset_token(user: User) -> str:
+    return _serializer("password-reset").dumps({"u": user.public_id, "p": _password_fingerprint(user)})
+
+
+def user_for_reset_token(token: str) -> User | None:
+    try:
+        data = _serializer("password-reset").loads(token, max_age=current_app.config["PASSWORD_RESET_SECONDS"])
+    except (BadSignature, SignatureExpired):
+        return None
+    user = db.session.execute(select(User).where(User.public_id == str(data.get("u")))).scalars().first()
+    if user is None or user.disabled_at is not None or data.get("p") != _password_fingerprint(user):
+        return None  # bound to the password hash: dies when the password changes (single use)
+    return user
+
+
+def make_verify_token(user: User) -> str:
+    return _serializer("verify-email").dumps({"u": user.public_id, "e": user.email})
+
+
+def send_verification_email(user: User) -> None:
+    link = current_app.config["PUBLIC_BASE_URL"] + url_for("auth.verify_email", token=make_verify_token(user))
+    send_after_commit(user.email, "verify_email", user.preferred_language or "en", link=link)
+
+
+def verify_email(token: str) -> User | None:
+    try:
+        data = _serializer("verify-email").loads(token, max_age=current_app.config["EMAIL_VERIFY_SECONDS"])
+    except (BadSignature, SignatureExpired):
+        return None
+    user = db.session.execute(select(User).where(User.public_id == str(data.get("u")))).scalars().first()
+    if user is None or user.email != data.get("e"):
+        return None
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        record_event(EventTag.EMAIL_VERIFIED, actor=user)
+        db.session.flush()
+    return user
+
+
+# --- password reset and change -----------------------------------------------------------
+
+def request_password_reset(email: str, ip: str | None) -> None:
+    """Same outcome whatever the email: a link goes out only when an active account has it."""
+    per_acct, window, per_ip = _limits()
+    wait = throttle.retry_after("reset-ip", ip or "-", per_ip, window)
+    if wait:
+        raise Throttled(wait)
+    throttle.record_failure("reset-ip", ip or "-", per_ip, window)
+    user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
+    if user is None or user.disabled_at is not None:
+        return
+    link = current_app.config["PUBLIC_BASE_URL"] + url_for("auth.reset_password", token=make_reset_token(user))
+    send_after_commit(user.email, "password_reset", user.preferred_language or "en", link=link)
+    record_event(EventTag.PASSWORD_RESET_REQUESTED, actor=user)
+
+
+def _set_password(user: User, new_password: str) -> None:
+    errors = policy_errors(new_password, [user.email, user.display_name])
+    if errors:
+        raise DomainError(errors[0], field="password")
+    user.password_hash = hash_password(new_password)
+    user.password_changed_at = utcnow()
+
+
+def reset_password(user: User, new_password: str) -> None:
+    _set_password(user, new_password)
+    user.failed_attempts = 0
+    user.locked_until = None
+    sessions.revoke_all(user, "password_reset")
+    record_event(EventTag.PASSWORD_RESET, actor=user)
+    send_after_commit(user.email, "password_changed", user.preferred_language or "en")
+    db.session.flush()
+
+
+def change_password(user: User, record, current_password: str, new_password: str, ip: str | None) -> None:
+    reauthenticate(user, record, current_password, ip)
+    _set_password(user, new_password)
+    revoked = sessions.revoke_all(user, "password_changed", keep=record)
+    record_event(EventTag.PASSWORD_CHANGED, actor=user, detail={"sessions_ended": revoked})
+    send_after_commit(user.email, "password_changed", user.preferred_language or "en")
+    db.session.flush()
+
+
+def regenerate_recovery_codes(user: User, record, current_password: str, ip: str | None) -> list[str]:
+    reauthenticate(user, record, current_password, ip)
+    codes = mfa.new_recovery_codes(user)
+    record_event(EventTag.RECOVERY_REGENERATED, actor=user)
+    return codes
+
+
+def finish_enrolment(user: User, code: str, ip: str | None) -> list[str]:
+    key = _email_key(user.email)
+    _check_throttles(key, ip, user)
+    if not mfa.confirm_enrolment(user, code):
+        _record_failure(key, ip, user, EventTag.MFA_FAILURE, "enrolment")
+        raise AuthFailed(_("That code did not match. Check the time on your phone and enter the newest code."),
+                         field="code")
+    _record_success(key, user)
+    record_event(EventTag.MFA_ENROLLED, actor=user)
+    send_after_commit(user.email, "mfa_enabled", user.preferred_language or "en")
+    return mfa.new_recovery_codes(user)
+
+
+# --- activation ----------------------------------------------------------------------------
+
+def _normalise_activation(code: str) -> str:
+    return "".join(ch for ch in (code or "").upper() if ch.isalnum())
+
+
+def patient_account(patient: Patient) -> User | None:
+    return db.session.execute(
+        select(User).join(AccessGrant, AccessGrant.user_id == User.id)
+        .where(AccessGrant.patient_id == patient.id, AccessGrant.relationship_kind == "self",
+               AccessGrant.revoked_at.is_(None))
+    ).scalars().first()
+
+
+def issue_activation(staff: User, patient: Patient) -> str:
+    """A new one-time code (older unused codes for this patient stop working). Returns it once."""
+    require_function(staff, "activation")
+    existing = patient_account(patient)
+    if existing is not None and existing.email_verified_at is not None:
+        raise DomainError(_("This patient already has an active portal account."))
+    now = utcnow()
+    db.session.execute(update(ActivationCode)
+                       .where(ActivationCode.patient_id == patient.id, ActivationCode.used_at.is_(None),
+                              ActivationCode.revoked_at.is_(None))
+                       .values(revoked_at=now))
+    raw = "".join(secrets.choice(ACTIVATION_ALPHABET) for _ in range(12))
+    db.session.add(ActivationCode(
+        patient_id=patient.id, code_hash=keyed_hash(raw, "activation"), issued_by_id=staff.id,
+        expires_at=now + timedelta(days=current_app.config["ACTIVATION_CODE_DAYS"]),
+    ))
+    record_event(EventTag.ACTIVATION_ISSUED, actor=staff, patient=patient, object_type="patient",
+                 object_id=patient.public_id)
+    code = f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
+    if patient.email:
+        link = current_app.config["PUBLIC_BASE_URL"] + url_for("auth.activate")
+        send_after_commit(patient.email, "activation", patient.preferred_language or "en", code=code, link=link,
+                          days=current_app.config["ACTIVATION_CODE_DAYS"])
+    db.session.flush()
+    return code
+
+
+def activate(code: str, birth_date, email: str, password: str, ip: str | None, language: str = "en") -> User:
+    """Patient self-activation. Every mismatch gives the same answer, so nothing about a record leaks."""
+    per_acct, window, per_ip = _limits()
+    wait = throttle.retry_after("activate-ip", ip or "-", per_ip, window)
+    if wait:
+        raise Throttled(wait)
+    generic = _("We could not match that activation code and birth date. Check both, or call the clinic "
+                "for a new code.")
+    now = utcnow()
+    row = db.session.execute(
+        select(ActivationCode).where(ActivationCode.code_hash == keyed_hash(_normalise_activation(code),
+                                                                            "activation"))
+    ).scalars().first()
+    patient = db.session.get(Patient, row.patient_id) if row is not None else None
+    valid = (row is not None and row.used_at is None and row.revoked_at is None and row.expires_at > now
+             and patient is not None and patient.birth_date == birth_date)
+    if not valid:
+        throttle.record_failure("activate-ip", ip or "-", per_ip, window)
+        if row is not None and row.used_at is None:
+            row.failed_attempts += 1
+            if row.failed_attempts >= 5:
+                row.revoked_at = now
+        record_event(EventTag.ACTIVATION_FAILED, outcome="failure", patient_id=row.patient_id if row else None)
+        db.session.flush()
+        raise DomainError(generic)
+    email_n = normalise_email(email)
+    user = patient_account(patient)
+    clash = db.session.execute(select(User).where(User.email == email_n)).scalars().first()
+    if clash is not None and clash is not user:
+        raise DomainError(_("This email address cannot be used for a new account. Use another, or call the clinic."),
+                          field="email")
+    errors = policy_errors(password, [email_n, patient.given_name, patient.family_name,
+                                      patient.birth_date.isoformat()])
+    if errors:
+        raise DomainError(errors[0], field="password")
+    if user is None:
+        user = User(email=email_n, role="patient", display_name=patient.given_name,
+                    password_hash=hash_password(password), preferred_language=language,
+                    password_changed_at=now)
+        db.session.add(user)
+        db.session.flush()
+        db.session.add(AccessGrant(user_id=user.id, patient_id=patient.id, relationship_kind="self"))
+    else:
+        user.email = email_n
+        user.password_hash = hash_password(password)
+        user.password_changed_at = now
+        user.preferred_language = language
+    row.used_at = now
+    record_event(EventTag.ACTIVATION_COMPLETED, actor=user, patient=patient)
+    db.session.flush()
+    send_verification_email(user)
+    return user
+
+
+# --- staff accounts and support actions --------------------------------------------------
+
+def create_staff(email: str, role: str, display_name: str, actor: User | None = None,
+                 password: str | None = None) -> User:
+    if role not in STAFF_ROLES:
+        raise DomainError(_("Choose a staff role."), field="role")
+    email_n = normalise_email(email)
+    if db.session.execute(select(func.count()).select_from(User).where(User.email == email_n)).scalar():
+        raise DomainError(_("An account with this email already exists."), field="email")
+    if password is not None:
+        errors = policy_errors(password, [email_n, display_name])
+        if errors:
+            raise DomainError(errors[0], field="password")
+    user = User(email=email_n, role=role, display_name=display_name.strip()[:200],
+                password_hash=hash_password(password or secrets.token_urlsafe(32)),
+                email_verified_at=utcnow(), password_changed_at=utcnow() if password else None)
+    db.session.add(user)
+    db.session.flush()
+    record_event(EventTag.ACCOUNT_CREATED, actor=actor, object_type="user", object_id=user.public_id,
+                 detail={"role": role})
+    if password is None:
+        link = current_app.config["PUBLIC_BASE_URL"] + url_for("auth.reset_password", token=make_reset_token(user))
+        send_after_commit(user.email, "staff_welcome", "en", link=link)
+    return user
+
+
+def change_role(admin: User, user: User, role: str) -> None:
+    require_function(admin, "staff_admin")
+    if role not in STAFF_ROLES or user.role not in STAFF_ROLES:
+        raise DomainError(_("Choose a staff role."), field="role")
+    if user.id == admin.id:
+        raise DomainError(_("You cannot change your own role."))
+    old = user.role
+    user.role = role
+    sessions.revoke_all(user, "role_changed")
+    record_event(EventTag.ROLE_CHANGED, actor=admin, object_type="user", object_id=user.public_id,
+                 detail={"from": old, "to": role})
+    db.session.flush()
+
+
+def set_disabled(admin: User, user: User, disabled: bool) -> None:
+    require_function(admin, "staff_admin")
+    if user.id == admin.id:
+        raise DomainError(_("You cannot disable your own account."))
+    user.disabled_at = utcnow() if disabled else None
+    if disabled:
+        sessions.revoke_all(user, "disabled")
+    record_event(EventTag.ACCOUNT_DISABLED if disabled else EventTag.ACCOUNT_ENABLED, actor=admin,
+                 object_type="user", object_id=user.public_id)
+    db.session.flush()
+
+
+def unlock(staff: User, user: User, patient: Patient | None = None) -> None:
+    require_function(staff, "account_unlock")
+    per_acct, window, _ = _limits()
+    user.failed_attempts = 0
+    user.locked_until = None
+    throttle.clear("acct-fail", _email_key(user.email), per_acct, window)
+    record_event(EventTag.ACCOUNT_UNLOCKED, actor=staff, patient=patient, object_type="user",
+                 object_id=user.public_id)
+    db.session.flush()
+
+
+def reset_mfa(staff: User, user: User, method: str, birth_date_confirmed: bool, patient: Patient | None = None) -> None:
+    """Support resets a user's authenticator after checking identity; they enrol again at next sign-in."""
+    require_function(staff, "mfa_reset")
+    if method not in IDENTITY_METHODS:
+        raise DomainError(_("Record how you checked the person's identity."), field="method")
+    if patient is not None and not birth_date_confirmed:
+        raise DomainError(_("Confirm that the person told you their birth date."), field="birth_date_confirmed")
+    db.session.add(SupportIdentityCheck(staff_id=staff.id, user_id=user.id, method=method, action="mfa_reset",
+                                        verified_birth_date=birth_date_confirmed))
+    mfa.clear_mfa(user)
+    sessions.revoke_all(user, "mfa_reset")
+    record_event(EventTag.MFA_RESET, actor=staff, patient=patient, object_type="user", object_id=user.public_id,
+                 detail={"method": method})
+    send_after_commit(user.email, "mfa_reset", user.preferred_language or "en")
+    db.session.flush()
+
+
+def set_language(user: User | None, lang: str) -> None:
+    if lang not in current_app.config["LANGUAGES"]:
+        raise DomainError(_("Choose English or Spanish."))
+    if user is not None and getattr(user, "is_authenticated", False):
+        user.preferred_language = lang
+        record_event(EventTag.LANGUAGE_CHANGED, actor=user, detail={"lang": lang})
+        db.session.flush()
+
+
+def valid_role(role: str) -> bool:
+    return role in ROLES

@@ -1,0 +1,1 @@
+"""Admin: staff accounts (create, role, disable, unlock, MFA reset)."""

@@ -1,0 +1,62 @@
+"""Locale selection: the signed-in user's saved choice, else the session's, else the browser's."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from flask import current_app, request, session
+from flask_babel import format_datetime
+from flask_login import current_user
+
+
+def select_locale() -> str:
+    langs = current_app.config["LANGUAGES"]
+    if getattr(current_user, "is_authenticated", False) and current_user.preferred_language in langs:
+        return current_user.preferred_language
+    chosen = session.get("lang")
+    if chosen in langs:
+        return chosen
+    return request.accept_languages.best_match(langs) or current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+def select_timezone() -> str:
+    return current_app.config["CLINIC_TIMEZONE"]
+
+
+def clinic_tz() -> ZoneInfo:
+    return ZoneInfo(current_app.config["CLINIC_TIMEZONE"])
+
+
+def local_datetime(value, fmt: str = "medium") -> str:
+    """Render an aware UTC datetime in the clinic's zone (Flask-Babel's timezone selector)."""
+    if value is None:
+        return ""
+    return format_datetime(value, fmt)
+
+
+def role_label(role: str | None) -> str:
+    from flask_babel import gettext as _
+
+    return {
+        "patient": _("Patient"),
+        "clinician": _("Clinician"),
+        "support": _("Support staff"),
+        "billing": _("Billing staff"),
+        "admin": _("Administrator"),
+    }.get(role or "", role or "")
+
+
+def category_label(category: str | None) -> str:
+    from flask_babel import gettext as _
+
+    return {
+        "demographics": _("Contact and personal details"),
+        "dashboard": _("Home page summary"),
+        "access_history": _("Access history"),
+    }.get(category or "", category or _("Record"))
+
+
+def local_date(value, fmt: str = "medium") -> str:
+    from flask_babel import format_date
+
+    return "" if value is None else format_date(value, fmt)

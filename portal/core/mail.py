@@ -1,0 +1,84 @@
+"""Mail: rendered in the recipient's language, sent only after the transaction commits.
+
+No PHI in any email: templates carry a notice and a link, never clinical or billing detail.
+Backends: "file" (.eml files under MAIL_FILE_DIR, the embedded default), "smtp" (production and tests,
+against a real SMTP server).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import uuid
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+from flask import current_app, render_template
+from flask_babel import force_locale
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from portal.extensions import db
+
+log = logging.getLogger("portal.mail")
+
+
+def build_message(to: str, template: str, locale: str = "en", **context) -> EmailMessage:
+    with force_locale(locale or "en"):
+        subject = render_template(f"email/{template}/subject.txt", **context).strip()
+        body = render_template(f"email/{template}/body.txt", **context)
+    msg = EmailMessage()
+    msg["Subject"] = subject
+    msg["From"] = current_app.config["MAIL_DEFAULT_SENDER"]
+    msg["To"] = to
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain="portal.local")
+    msg.set_content(body)
+    return msg
+
+
+def deliver(msg: EmailMessage) -> None:
+    cfg = current_app.config
+    backend = cfg["MAIL_BACKEND"]
+    if backend == "file":
+        folder = Path(cfg["MAIL_FILE_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{uuid.uuid4().hex}.eml").write_bytes(bytes(msg))
+        return
+    if backend == "smtp":
+        with smtplib.SMTP(cfg["MAIL_SERVER"], cfg["MAIL_PORT"], timeout=10) as smtp:
+            if cfg["MAIL_USE_TLS"]:
+                smtp.starttls()
+            if cfg.get("MAIL_USERNAME"):
+                smtp.login(cfg["MAIL_USERNAME"], cfg["MAIL_PASSWORD"])
+            smtp.send_message(msg)
+        return
+    raise RuntimeError(f"unknown MAIL_BACKEND {backend!r}")
+
+
+def send_after_commit(to: str, template: str, locale: str = "en", **context) -> None:
+    """Queue a message; it is rendered now and handed to Celery only if the transaction commits."""
+    msg = build_message(to, template, locale, **context)
+    db.session.info.setdefault("outgoing_mail", []).append(msg.as_string())
+
+
+def _dispatch(session: Session) -> None:
+    pending = session.info.pop("outgoing_mail", None)
+    if not pending:
+        return
+    from portal.core.tasks import send_email
+
+    for raw in pending:
+        send_email.delay(raw)
+
+
+def _discard(session: Session) -> None:
+    session.info.pop("outgoing_mail", None)
+
+
+def init_mail(app) -> None:
+    if not getattr(init_mail, "_hooked", False):
+        event.listen(Session, "after_commit", _dispatch)
+        event.listen(Session, "after_soft_rollback", lambda s, prev: _discard(s) if prev.parent is None else None)
+        init_mail._hooked = True

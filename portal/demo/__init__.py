@@ -1,0 +1,1 @@
+"""Demo data built from real public FHIR samples (see data/PROVENANCE.md)."""

@@ -1,0 +1,1 @@
+"""Landing, dashboards, help, language choice and health check."""

@@ -1,0 +1,1 @@
+"""Patient records (demographics); the anchor every piece of patient data hangs from."""
