@@ -60,6 +60,14 @@ class Throttle:
     def record_failure(self, scope: str, key: str, limit: int, window_seconds: int) -> None:
         self._call("hit", self._item(limit, window_seconds), scope, key)
 
+    def reset_all(self) -> None:
+        """Forget every counter (tests and `flask` maintenance only)."""
+        for limiter in (self._primary, self._fallback):
+            try:
+                limiter.storage.reset()
+            except Exception:
+                log.warning("could not reset rate-limit storage")
+
     def clear(self, scope: str, key: str, limit: int, window_seconds: int) -> None:
         self._call("clear", self._item(limit, window_seconds), scope, key)
 
