@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
 
 os.environ.setdefault("PORTAL_ENV", "testing")
 
@@ -164,12 +165,30 @@ def app(smtp_server, tmp_path_factory):
     )
     with app.app_context():
         upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+
+    # Tests keep an app context open (for db.session), and Flask reuses it for test-client requests,
+    # so `g` would leak from one request to the next. Start every request with an empty `g`, as in
+    # production where each request gets its own app context.
+    from flask import g, request_started
+
+    def _fresh_g(sender, **extra):
+        g.__dict__.clear()
+
+    request_started.connect(_fresh_g, app, weak=False)
     yield app
     with app.app_context():
         from portal.extensions import db
 
         db.engine.dispose()
     cleanup()
+
+
+class _ConnectionBoundSession(FlaskSQLAlchemySession):
+    """Flask-SQLAlchemy's Session.get_bind() returns the engine even when a connection is given;
+    tests need every statement on the one connection whose outer transaction is rolled back."""
+
+    def get_bind(self, *args, **kwargs):
+        return self.bind
 
 
 @pytest.fixture()
@@ -182,7 +201,7 @@ def db(app):
         transaction = connection.begin()
         original = _db.session
         _db.session = _db._make_scoped_session(
-            {"bind": connection, "join_transaction_mode": "create_savepoint"}
+            {"bind": connection, "join_transaction_mode": "create_savepoint", "class_": _ConnectionBoundSession}
         )
         app.extensions["portal_throttle"].reset_all()
         from portal.extensions import limiter
