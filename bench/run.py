@@ -26,9 +26,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Timeout)\b:?")
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 HOST = "127.0.0.1"
@@ -74,6 +76,23 @@ class Server:
 
     def workers(self) -> list[int]:
         return children_of(self.proc.pid) if self.proc else []
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_errors(self, since: int) -> Counter:
+        """Exception summaries (a traceback's last line) and gunicorn worker timeouts logged after `since`."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return Counter()
+        return Counter(line.strip()[:140] for line in text.splitlines()
+                       if _EXC_LINE.match(line) or "WORKER TIMEOUT" in line)
 
     def log_tail(self, n: int = 30) -> str:
         try:
@@ -160,6 +179,9 @@ class SignIn:
     Written straight to the benchmark's temporary database; the portal gains no route."""
 
     def __init__(self, env: dict):
+        import logging
+
+        logging.basicConfig(level=logging.WARNING)  # before create_app, which would log INFO to stderr
         os.environ.update({k: env[k] for k in ("PORTAL_ENV", "DATABASE_URL", "MAIL_FILE_DIR")})
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))
@@ -252,6 +274,7 @@ class Pair:
     min_ratio: float | None
     cookie: bool = False
     runs: dict = field(default_factory=dict)  # conns -> list[(base Run, portal Run)]
+    log_errors: dict = field(default_factory=dict)  # conns -> Counter of exception lines in the portal log
 
 
 def fmt_ratio(x: float) -> str:
@@ -291,7 +314,7 @@ def main(argv=None) -> int:
         benv = dict(os.environ, PYTHONUNBUFFERED="1")
         print(f"bench: gunicorn -w {args.workers} --worker-class {args.worker_class}; wrk -t{args.threads} "
               f"{'-c16 -c64' if args.c64 else '-c16'}; {args.reps} x {args.duration}s; {os.cpu_count()} CPUs; "
-              f"scratch {tmp}", flush=True)
+              f"load average {loadavg()}; scratch {tmp}", flush=True)
         prepare_database(penv)
         portal = Server("portal", "wsgi:app", args, penv, tmp)
         hello = Server("bare-hello", "baselines:hello_app", args, benv, tmp, ["--pythonpath", str(BENCH)])
@@ -347,7 +370,9 @@ def main(argv=None) -> int:
                     if p.cookie:  # a fresh session per run: never near the idle timeout, whatever --duration
                         cookie = signin.cookie(PATIENT_EMAIL)
                         hdrs = {"Cookie": cookie}
+                    mark = portal.log_size()
                     r = wrk(portal.port, p.path, conns, args.duration, args.threads, hdrs)
+                    p.log_errors.setdefault(conns, Counter()).update(portal.log_errors(mark))
                     if p.cookie:  # wrk counts a 302 to /signin as success: prove the session still held
                         status, h, _ = http_get(portal.port, p.path, hdrs)
                         if status != 200:
@@ -403,6 +428,12 @@ def report(args, pairs, levels, rss_start, rss_end, elapsed) -> None:
                          f"{med(r.p50 for _, r in runs):.1f}", f"{med(r.p99 for _, r in runs):.1f}",
                          fmt_ratio(med(p99r)), errs])
     print_table(head, rows)
+    logged = [(conns, p.page, n, line) for conns in levels for p in pairs
+              for line, n in p.log_errors.get(conns, Counter()).most_common(3)]
+    if logged:
+        print("Portal log during the measured runs (the cause of non-2xx):")
+        for conns, page, n, line in logged:
+            print(f"  {page} c{conns}: {n} x {line}")
 
     print()
     print("Worker RSS (MiB, /proc VmRSS), at start -> after load; G9: portal <= 2 x a bare worker after load")
@@ -417,7 +448,15 @@ def report(args, pairs, levels, rss_start, rss_end, elapsed) -> None:
     g9 = rss_end.get("portal") and max(x for x in rss_end["portal"] if x) / bare
     if g9:
         print(f"G9 RSS: {g9:.2f} x bare Flask+Jinja worker ({'ok' if g9 <= 2 else 'MISS'})")
-    print(f"({elapsed:.0f} s in all)")
+    print(f"({elapsed:.0f} s in all; load average now {loadavg()}: other work on this machine skews absolute "
+          f"req/s, much less the paired ratios)")
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def errors_text(runs) -> str:

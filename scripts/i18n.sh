@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Extract, update and compile the portal's message catalogs.
 #
-#   VENV=/path/to/venv bash scripts/i18n.sh      # default VENV=.venv
+#   VENV=/path/to/venv bash scripts/i18n.sh      # default VENV=.venv (the Makefile's)
 #   PYBABEL=/usr/bin/pybabel bash scripts/i18n.sh
+#   LOCALES="es fr" bash scripts/i18n.sh         # default: es
 #
-# English is the source language; every locale in LOCALES gets a catalog under
-# portal/translations/<lang>/LC_MESSAGES/messages.po (created with `init` if missing).
-# Fuzzy matching is off: a changed string must be translated again, never guessed.
+# English is the source language. Steps:
+#   1. extract every _() / gettext / ngettext / _l / lazy_gettext call from portal/**.py and the
+#      Jinja templates (babel.cfg) into portal/translations/messages.pot, sorted by file;
+#   2. update each locale's messages.po from it (init when it does not exist yet), with fuzzy
+#      matching OFF: a new or changed English string arrives untranslated, never guessed;
+#   3. compile the .po files to .mo (the .mo files are build output, ignored by git).
+# Then translate the new empty msgstr entries; tests/test_i18n.py fails while any is missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,20 +22,25 @@ PYBABEL="${PYBABEL:-$VENV/bin/pybabel}"
 LOCALES="${LOCALES:-es}"
 TRANSLATIONS="portal/translations"
 POT="$TRANSLATIONS/messages.pot"
+WIDTH=100
 
-if [ ! -x "$PYBABEL" ] && ! command -v "$PYBABEL" >/dev/null 2>&1; then
-    echo "i18n.sh: pybabel not found at '$PYBABEL' (set VENV or PYBABEL)" >&2
+if ! command -v "$PYBABEL" >/dev/null 2>&1; then
+    echo "i18n.sh: pybabel not found at '$PYBABEL' (set VENV=path/to/venv or PYBABEL=path/to/pybabel)" >&2
     exit 1
 fi
 
+# Babel's default keywords already include _, gettext and ngettext (and pgettext, npgettext, N_);
+# tests/test_i18n.py reads the -k options below, so keep one "-k NAME" per keyword.
 "$PYBABEL" extract \
     --mapping-file=babel.cfg \
-    --keywords="_ gettext ngettext:1,2 lazy_gettext _l lazy_ngettext:1,2" \
+    -k _l \
+    -k lazy_gettext \
+    -k lazy_ngettext:1,2 \
     --sort-by-file \
     --project="Clinic portal" \
+    --version="1.0" \
     --copyright-holder="Clinic portal" \
-    --msgid-bugs-address="" \
-    --width=100 \
+    --width="$WIDTH" \
     --output-file="$POT" \
     .
 
@@ -38,9 +48,9 @@ for lang in $LOCALES; do
     po="$TRANSLATIONS/$lang/LC_MESSAGES/messages.po"
     if [ -f "$po" ]; then
         "$PYBABEL" update --input-file="$POT" --output-dir="$TRANSLATIONS" --locale="$lang" \
-            --no-fuzzy-matching --ignore-obsolete --width=100
+            --no-fuzzy-matching --ignore-obsolete --width="$WIDTH"
     else
-        "$PYBABEL" init --input-file="$POT" --output-dir="$TRANSLATIONS" --locale="$lang" --width=100
+        "$PYBABEL" init --input-file="$POT" --output-dir="$TRANSLATIONS" --locale="$lang" --width="$WIDTH"
     fi
 done
 

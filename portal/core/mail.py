@@ -61,6 +61,7 @@ def deliver(msg: EmailMessage) -> None:
 def send_after_commit(to: str, template: str, locale: str = "en", **context) -> None:
     """Queue a message; it is rendered now and handed to Celery only if the transaction commits."""
     msg = build_message(to, template, locale, **context)
+    db.session.connection()  # make sure a transaction is open, so a rollback discards the mail
     db.session.info.setdefault("outgoing_mail", []).append(msg.as_string())
 
 

@@ -181,7 +181,7 @@ class Seeder:
 
         with self.app.app_context():
             n = self._next()
-            user = create_user(role=role, email=f"e2e-{role}-{n}-{os.getpid()}@clinic.test",
+            user = create_user(role=role, email=f"e2e-{role}-{n}-{os.getpid()}@clinic.example",
                                display_name=name or f"E2E {role.title()} {n}")
             codes = mfa.new_recovery_codes(user)
             db.session.commit()
@@ -197,7 +197,7 @@ class Seeder:
         with self.app.app_context():
             n = self._next()
             patient = self._patient(given, family or f"Account{n}", date(1971, 3, 14))
-            user = create_user(role="patient", patient=patient, email=f"e2e-patient-{n}-{os.getpid()}@mail.test",
+            user = create_user(role="patient", patient=patient, email=f"e2e-patient-{n}-{os.getpid()}@patient.example",
                                display_name=given, preferred_language=language)
             codes = mfa.new_recovery_codes(user)
             db.session.commit()
@@ -358,6 +358,13 @@ class PageChecks:
         self.violations: list[Finding] = []
         self.scroll: list[str] = []
         self.pages: list[str] = []
+        self.bugs: list[str] = []
+
+    def known_bug(self, ok: bool, what: str) -> None:
+        """A check that fails because of a reported bug outside tests/ and templates we may edit: the
+        journey goes on, and assert_clean() ends the test as xfail (a pass once the bug is fixed)."""
+        if not ok:
+            self.bugs.append(what)
 
     def axe_check(self, page, label: str) -> None:
         width = page.viewport_size["width"]
@@ -399,6 +406,8 @@ class PageChecks:
         problems = self.report()
         assert not problems, (f"{len(self.violations)} axe violation(s), {len(self.scroll)} sideways-scroll "
                               f"problem(s) on {len(self.pages)} page(s):\n{problems}")
+        if self.bugs:
+            pytest.xfail("known bug(s), see the e2e report: " + "; ".join(self.bugs))
 
 
 @pytest.fixture()

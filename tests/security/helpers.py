@@ -1,0 +1,141 @@
+"""Shared helpers for the security suite (route tables, CSRF tokens, table snapshots, HTML checks)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from sqlalchemy import func, select
+
+ROLES = ("patient", "clinician", "support", "billing", "admin")
+STAFF_ROLES = ROLES[1:]
+DUMMY_ID = "0123456789abcdef0123456789abcdef"  # well-formed public id that no row has
+DUMMY_TOKEN = "not-a-real-token.AAAAAA.BBBBBBBBBBBBBBBBBBBBBBBBBBB"
+
+_CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*?value="([^"]+)"|value="([^"]+)"[^>]*?name="csrf_token"')
+_CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def form_csrf(html: str) -> str:
+    m = _CSRF_INPUT.search(html)
+    assert m, "no hidden csrf_token input in the page"
+    return m.group(1) or m.group(2)
+
+
+def strip_tokens(html: str) -> str:
+    """Body with CSRF tokens removed (they differ per session by design)."""
+    html = _CSRF_META.sub('name="csrf-token" content=""', html)
+    return re.sub(r'(name="csrf_token"[^>]*?value=")[^"]+(")', r"\1\2", html)
+
+
+def build(app, endpoint: str, **values) -> str:
+    return app.url_map.bind("localhost").build(endpoint, values)
+
+
+def routes(app):
+    """(rule, access) for every non-static rule; access is the view's `_access` or None."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        out.append((rule, getattr(app.view_functions[rule.endpoint], "_access", None)))
+    return sorted(out, key=lambda ra: ra[0].rule)
+
+
+def methods(rule) -> set[str]:
+    return set(rule.methods) - {"HEAD", "OPTIONS"}
+
+
+def table_names(db, exclude=("alembic_version",)) -> list[str]:
+    return sorted(t for t in db.metadata.tables if t not in exclude)
+
+
+def row_counts(db, tables) -> dict[str, int]:
+    db.session.flush()
+    out = {}
+    for name in tables:
+        t = db.metadata.tables[name]
+        out[name] = db.session.execute(select(func.count()).select_from(t)).scalar_one()
+    return out
+
+
+def snapshot(db, tables, skip_columns=()) -> dict[str, list[tuple]]:
+    """Every row of every table (minus `skip_columns`, given as "table.column")."""
+    db.session.flush()
+    out = {}
+    for name in tables:
+        t = db.metadata.tables[name]
+        cols = [c for c in t.c if f"{name}.{c.name}" not in skip_columns]
+        out[name] = [tuple(r) for r in db.session.execute(select(*cols).order_by(*t.primary_key.columns))]
+    return out
+
+
+def dump_text(db) -> str:
+    """Every value of every column of every table, as text (a 'database dump' for canary searches)."""
+    db.session.flush()
+    parts = []
+    for name in table_names(db, exclude=()):
+        t = db.metadata.tables[name]
+        for row in db.session.execute(select(t)):
+            parts.extend("" if v is None else str(v) for v in row)
+    return "\n".join(parts)
+
+
+class InlineCodeFinder(HTMLParser):
+    """Collects inline <script> (no src), <style> elements, style= and on*= attributes."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        names = {k.lower() for k, _ in attrs}
+        if tag == "script" and "src" not in names:
+            self.problems.append("inline <script>")
+        if tag == "style":
+            self.problems.append("<style> element")
+        if "style" in names:
+            self.problems.append(f"style= on <{tag}>")
+        for n in names:
+            if n.startswith("on"):
+                self.problems.append(f"{n}= on <{tag}>")
+
+    handle_startendtag = handle_starttag
+
+
+def inline_code_problems(html: str) -> list[str]:
+    p = InlineCodeFinder()
+    p.feed(html)
+    return p.problems
+
+
+def sign_in_with_password(client, email: str, password: str, **kw):
+    """The real password step: GET /signin for a token, POST the form."""
+    token = form_csrf(client.get("/signin", **kw).get_data(as_text=True))
+    return client.post("/signin", data={"csrf_token": token, "email": email, "password": password}, **kw)
+
+
+def submit_code(client, code: str, path: str = "/signin/verify", **kw):
+    token = form_csrf(client.get(path, **kw).get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, "code": code}, **kw)
+
+
+def full_sign_in(client, user, password: str):
+    """Password + current TOTP through the routes; returns the final response."""
+    import pyotp
+
+    r = sign_in_with_password(client, user.email, password)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/signin/verify"), r.status_code
+    return submit_code(client, pyotp.TOTP(user._totp_secret).now())
+
+
+def session_cookie(client, app) -> str | None:
+    c = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    return c.value if c else None
+
+
+def replay_client(app, cookie_value: str):
+    """A fresh browser holding only a copied session cookie."""
+    c = app.test_client()
+    c.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie_value)
+    return c

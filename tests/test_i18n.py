@@ -1,0 +1,277 @@
+"""Internationalisation: the Spanish catalog is complete, well formed, compiled, and actually used.
+
+How a missing translation is caught: test_every_extracted_message_is_translated runs a fresh
+`pybabel extract` (same babel.cfg and -k keywords as scripts/i18n.sh) into a temporary .pot, so a
+string someone just wrapped in _() is seen even if nobody re-ran the script; every msgid found
+there must have a non-empty, non-fuzzy msgstr (all plural forms) in es/LC_MESSAGES/messages.po.
+The failure lists each missing msgid with its file:line. Fix: `VENV=... bash scripts/i18n.sh`,
+translate the empty entries, run the script again to compile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from babel.messages.mofile import read_mo, write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
+
+ROOT = Path(__file__).resolve().parent.parent
+TRANSLATIONS = ROOT / "portal" / "translations"
+PO = TRANSLATIONS / "es" / "LC_MESSAGES" / "messages.po"
+MO = PO.with_suffix(".mo")
+SCRIPT = ROOT / "scripts" / "i18n.sh"
+
+# A printf-style conversion as Python's % operator reads it (Flask-Babel and Jinja's newstyle
+# gettext both apply `translation % variables`, so a stray "%" in a translation breaks the page).
+FORMAT_SPEC = re.compile(
+    r"%(?:\((?P<name>[^)]*)\))?[#0\- +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?(?P<conv>[diouxXeEfFgGcrsa%])"
+)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def load_po():
+    with PO.open("rb") as fh:
+        return read_po(fh, locale="es")
+
+
+def is_translated(message) -> bool:
+    if isinstance(message.string, (tuple, list)):
+        return bool(message.string) and all(s.strip() for s in message.string)
+    return bool(message.string and message.string.strip())
+
+
+def where(message, limit: int = 3) -> str:
+    locs = [f"{path}:{line}" for path, line in message.locations[:limit]]
+    more = len(message.locations) - limit
+    return ", ".join(locs) + (f" (+{more} more)" if more > 0 else "")
+
+
+def extract_keywords() -> list[str]:
+    """The -k options of scripts/i18n.sh, so the test extracts exactly as the script does."""
+    keywords = re.findall(r"^\s*-k\s+(\S+)", SCRIPT.read_text(), flags=re.MULTILINE)
+    assert "_l" in keywords and "lazy_gettext" in keywords, f"could not read -k options from {SCRIPT}"
+    return keywords
+
+
+def _key(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def compiled_entries(catalog) -> dict:
+    """msgid -> msgstr for what a .mo built from this catalog must contain (plurals as tuples)."""
+    return {_key(m.id): _key(m.string) for m in catalog if m.id and not m.fuzzy and is_translated(m)}
+
+
+def mo_entries(path: Path) -> dict:
+    with path.open("rb") as fh:
+        return {_key(m.id): _key(m.string) for m in read_mo(fh) if m.id}
+
+
+def format_specs(text: str) -> tuple[list, bool]:
+    """(sorted placeholders as (name, conversion), whether a stray '%' is left over)."""
+    specs = sorted((m.group("name") or "", m.group("conv")) for m in FORMAT_SPEC.finditer(text))
+    return specs, "%" in FORMAT_SPEC.sub("", text)
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def compiled_catalog():
+    """Make sure es/LC_MESSAGES/messages.mo exists and matches the .po (it is build output, ignored
+    by git): compile it here when it is missing or stale. Written atomically (safe under xdist)."""
+    catalog = load_po()
+    wanted = compiled_entries(catalog)
+    current = None
+    if MO.exists():
+        current = mo_entries(MO)
+    if current != wanted:
+        fd, tmp = tempfile.mkstemp(dir=MO.parent, prefix=".messages-", suffix=".mo")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write_mo(fh, catalog, use_fuzzy=False)
+            os.replace(tmp, MO)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return MO
+
+
+@pytest.fixture()
+def spanish_app(app, compiled_catalog):
+    """The app, with Flask-Babel's translation cache emptied in case an earlier test loaded the
+    catalog before it was compiled."""
+    from flask_babel import get_domain
+
+    with app.test_request_context():
+        get_domain().cache.clear()
+    return app
+
+
+@pytest.fixture(scope="module")
+def fresh_extraction(tmp_path_factory):
+    """A new extraction of the source tree, independent of the committed messages.pot."""
+    out = tmp_path_factory.mktemp("i18n") / "fresh.pot"
+    cmd = [sys.executable, "-m", "babel.messages.frontend", "--quiet", "extract", "--mapping-file=babel.cfg"]
+    for kw in extract_keywords():
+        cmd += ["-k", kw]
+    cmd += ["--output-file", str(out), "."]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"pybabel extract failed:\n{proc.stdout}\n{proc.stderr}"
+    with out.open("rb") as fh:
+        catalog = read_po(fh)
+    assert len(catalog) > 50, f"extraction found only {len(catalog)} messages; is babel.cfg right?"
+    return catalog
+
+
+# --- (a) the compiled catalog -----------------------------------------------------------------
+
+def test_compiled_catalog_matches_the_po(compiled_catalog):
+    catalog = load_po()
+    assert mo_entries(compiled_catalog) == compiled_entries(catalog)
+
+    translations = Translations.load(str(TRANSLATIONS), ["es"])
+    assert translations.gettext("Sign in") == "Iniciar sesión"
+    assert translations.ngettext("%(num)d event", "%(num)d events", 1) == "%(num)d evento"
+    assert translations.ngettext("%(num)d event", "%(num)d events", 3) == "%(num)d eventos"
+
+
+def test_po_header_declares_spanish_plural_rule():
+    catalog = load_po()
+    assert str(catalog.locale) == "es"
+    assert catalog.num_plurals == 2
+    assert catalog.plural_expr.replace(" ", "") in {"(n!=1)", "n!=1"}
+
+
+# --- (b) every extracted message is translated ------------------------------------------------
+
+def test_every_extracted_message_is_translated(fresh_extraction):
+    po = load_po()
+    problems = []
+    for message in fresh_extraction:
+        if not message.id:
+            continue
+        label = f"{message.id!r}  [{where(message)}]"
+        found = po.get(message.id, message.context)
+        if found is None:
+            problems.append(f"missing from es messages.po: {label}")
+        elif message.pluralizable != found.pluralizable or (
+                message.pluralizable and tuple(message.id) != tuple(found.id)):
+            problems.append(f"plural form differs from the source (re-run scripts/i18n.sh): {label}")
+        elif found.fuzzy:
+            problems.append(f"fuzzy (needs review): {label}")
+        elif not is_translated(found):
+            problems.append(f"empty Spanish translation: {label}")
+    assert not problems, (
+        f"{len(problems)} message(s) lack a Spanish translation. Run `VENV=... bash scripts/i18n.sh`, "
+        "translate portal/translations/es/LC_MESSAGES/messages.po, then run the script again:\n  "
+        + "\n  ".join(problems)
+    )
+
+
+def test_no_fuzzy_or_empty_entries_in_po():
+    bad = [f"{m.id!r} [{where(m)}]" for m in load_po() if m.id and (m.fuzzy or not is_translated(m))]
+    assert not bad, "fuzzy or empty entries in es messages.po:\n  " + "\n  ".join(bad)
+
+
+# --- (c) placeholders survive translation -----------------------------------------------------
+
+def test_placeholders_match_the_source():
+    problems = []
+    for message in load_po():
+        if not message.id or not is_translated(message):
+            continue
+        if message.pluralizable:
+            singular, plural = message.id[0], message.id[1]
+            pairs = [(singular if i == 0 else plural, s) for i, s in enumerate(message.string)]
+        else:
+            pairs = [(message.id, message.string)]
+        for source, translated in pairs:
+            want, _ = format_specs(source)
+            got, stray = format_specs(translated)
+            if got != want:
+                problems.append(f"{source!r}: expected placeholders {want}, translation {translated!r} has {got}")
+            elif stray:
+                problems.append(f"{source!r}: stray '%' in translation {translated!r} (write %% for a literal %)")
+    assert not problems, "placeholder mismatches:\n  " + "\n  ".join(problems)
+
+
+# --- (d) the app renders and remembers the language -------------------------------------------
+
+def html_lang(html: str) -> str:
+    m = re.search(r"<html[^>]*\blang=\"([^\"]+)\"", html)
+    assert m, "no <html lang> attribute"
+    return m.group(1)
+
+
+def test_accept_language_spanish_renders_spanish(spanish_app, client):
+    html = client.get("/signin", headers={"Accept-Language": "es-MX,es;q=0.9,en;q=0.5"}).get_data(as_text=True)
+    assert html_lang(html) == "es"
+    assert "Iniciar sesión" in html
+    assert "¿Olvidó su contraseña?" in html
+    assert "Forgot your password?" not in html
+    # Language names are autonyms in every language.
+    assert "English" in html and "Español" in html
+
+
+def test_accept_language_english_renders_english(spanish_app, client):
+    html = client.get("/signin", headers={"Accept-Language": "en-US,en;q=0.9"}).get_data(as_text=True)
+    assert html_lang(html) == "en"
+    assert "Forgot your password?" in html
+
+
+def test_language_choice_persists_for_the_session(spanish_app, client, csrf_token):
+    token = csrf_token(client, "/signin")
+    r = client.post("/language", data={"csrf_token": token, "lang": "es", "next": "/signin"},
+                    headers={"Accept-Language": "en"})
+    assert r.status_code == 302 and r.location.endswith("/signin")
+
+    for path in ("/signin", "/help"):  # later requests, browser still asking for English
+        html = client.get(path, headers={"Accept-Language": "en"}).get_data(as_text=True)
+        assert html_lang(html) == "es", path
+    assert "Iniciar sesión" in client.get("/signin", headers={"Accept-Language": "en"}).get_data(as_text=True)
+
+    token = csrf_token(client, "/signin")
+    client.post("/language", data={"csrf_token": token, "lang": "en", "next": "/signin"})
+    html = client.get("/signin", headers={"Accept-Language": "es"}).get_data(as_text=True)
+    assert html_lang(html) == "en"
+
+
+def test_language_post_without_csrf_token_changes_nothing(spanish_app, client):
+    client.post("/language", data={"lang": "es", "next": "/signin"})
+    html = client.get("/signin", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert html_lang(html) == "en"
+
+
+def test_unknown_language_is_ignored(spanish_app, client, csrf_token):
+    token = csrf_token(client, "/signin")
+    client.post("/language", data={"csrf_token": token, "lang": "xx", "next": "/signin"})
+    html = client.get("/signin", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert html_lang(html) == "en"
+
+
+def test_signed_in_choice_is_stored_on_the_account(spanish_app, db, login_as, csrf_token):
+    from portal.accounts.models import User
+    from tests.conftest import sign_in_session
+
+    client, user = login_as("patient", preferred_language="en")
+    token = csrf_token(client, "/help")
+    r = client.post("/language", data={"csrf_token": token, "lang": "es", "next": "/help"})
+    assert r.status_code == 302
+
+    db.session.expire_all()
+    assert db.session.get(User, user.id).preferred_language == "es"
+
+    # A new session on another device (no session choice, browser in English) follows the account.
+    other = spanish_app.test_client()
+    sign_in_session(other, db.session.get(User, user.id))
+    html = other.get("/help", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert html_lang(html) == "es"
+    assert "Cerrar sesión" in html
