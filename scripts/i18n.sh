@@ -29,10 +29,12 @@ if ! command -v "$PYBABEL" >/dev/null 2>&1; then
     exit 1
 fi
 
-# Babel's default keywords already include _, gettext and ngettext (and pgettext, npgettext, N_);
-# tests/test_i18n.py reads the -k options below, so keep one "-k NAME" per keyword.
+# Babel's default keywords already include _, gettext and ngettext (and pgettext, npgettext, N_).
+# --ignore-dirs replaces Babel's default ".* _*", which would silently skip portal/templates/_macros.
+# tests/test_i18n.py reads the -k and --ignore-dirs options below: keep one "-k NAME" per line.
 "$PYBABEL" extract \
     --mapping-file=babel.cfg \
+    --ignore-dirs=".* __pycache__ node_modules" \
     -k _l \
     -k lazy_gettext \
     -k lazy_ngettext:1,2 \

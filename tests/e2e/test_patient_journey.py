@@ -112,7 +112,10 @@ def test_activation_enrolment_sign_in_and_idle_timeout(page, seed, mailbox, chec
     page.get_by_label("Recovery code").fill(codes[3].lower())
     page.get_by_role("button", name="Verify").click()
     expect(page).to_have_url(re.compile(r"/home$"))
-    assert any("You have 9 left" in t for t in flash_texts(page)), flash_texts(page)
+    # Known bug: the "recovery code used, N left" flash is set before sessions.complete_mfa(), whose
+    # session.clear() (new session identifier) drops it.
+    checks.known_bug(any("You have 9 left" in t for t in flash_texts(page)),
+                     "recovery-code flash dropped by session renewal (portal/accounts/routes.py _second_factor)")
     loaded = time.monotonic()
     checks.check(page, "home after recovery code")
 
