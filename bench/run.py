@@ -91,8 +91,10 @@ class Server:
                 text = f.read().decode(errors="replace")
         except OSError:
             return Counter()
-        return Counter(line.strip()[:140] for line in text.splitlines()
-                       if _EXC_LINE.match(line) or "WORKER TIMEOUT" in line)
+        found = Counter(line.strip()[:140] for line in text.splitlines() if _EXC_LINE.match(line))
+        found.update("gunicorn: WORKER TIMEOUT (worker killed and restarted)"
+                     for line in text.splitlines() if "WORKER TIMEOUT" in line)
+        return found
 
     def log_tail(self, n: int = 30) -> str:
         try:
@@ -429,7 +431,7 @@ def report(args, pairs, levels, rss_start, rss_end, elapsed) -> None:
                          fmt_ratio(med(p99r)), errs])
     print_table(head, rows)
     logged = [(conns, p.page, n, line) for conns in levels for p in pairs
-              for line, n in p.log_errors.get(conns, Counter()).most_common(3)]
+              for line, n in distinct(p.log_errors.get(conns, Counter())).most_common(3)]
     if logged:
         print("Portal log during the measured runs (the cause of non-2xx):")
         for conns, page, n, line in logged:
@@ -450,6 +452,16 @@ def report(args, pairs, levels, rss_start, rss_end, elapsed) -> None:
         print(f"G9 RSS: {g9:.2f} x bare Flask+Jinja worker ({'ok' if g9 <= 2 else 'MISS'})")
     print(f"({elapsed:.0f} s in all; load average now {loadavg()}: other work on this machine skews absolute "
           f"req/s, much less the paired ratios)")
+
+
+def distinct(errors: Counter) -> Counter:
+    """Drop a chained exception's inner line ("sqlite3.OperationalError: database is locked") when the outer
+    one ("sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked") has the same count."""
+    def inner(line, n):
+        msg = line.split(":", 1)[-1].strip()
+        return any(o != line and n == m and msg and msg in o for o, m in errors.items())
+
+    return Counter({line: n for line, n in errors.items() if not inner(line, n)})
 
 
 def loadavg() -> str:

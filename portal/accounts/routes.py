@@ -67,8 +67,13 @@ def signin():
     form = SignInForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next"))
-        if request.args.get("reason") == "timeout" or g.get("session_expired") == "idle":
+        reason = request.args.get("reason")
+        if reason == "timeout" or g.get("session_expired") == "idle":
             flash(_("You were signed out after a period of inactivity, to protect your information."), "info")
+        elif reason == "signed_out":
+            flash(_("You have signed out."), "info")
+        elif reason == "signed_out_everywhere":
+            flash(_("You have been signed out on all devices."), "info")
     status = 200
     if form.validate_on_submit():
         try:
@@ -123,10 +128,11 @@ def _second_factor(form, template: str, recovery: bool):
             form.code.errors = [err.message]
             status = 401
         else:
+            response = _finish_sign_in()  # renews the session, so flash afterwards
             if recovery:
                 flash(_("You used a recovery code. You have %(n)d left.", n=mfa.unused_recovery_count(user)),
                       "warning")
-            return _finish_sign_in()
+            return response
     elif request.method == "POST":
         status = 400
     form.code.data = ""
@@ -198,8 +204,8 @@ def signout():
             record_event(EventTag.SIGNOUT, actor=record.user, object_type="session", object_id=record.public_id)
         sessions.end_current("signout")
         db.session.commit()
-        flash(_("You have signed out."), "info")
-    response = redirect(url_for("auth.signin"))
+    # Clear-Site-Data wipes cookies (and so any flash): the message rides on the URL instead.
+    response = redirect(url_for("auth.signin", reason="signed_out"))
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response
 
@@ -342,8 +348,7 @@ def revoke_all_sessions():
         record_event(EventTag.SESSION_REVOKED, object_type="session", object_id="all", detail={"count": n})
         sessions.end_current("signout_everywhere")
         db.session.commit()
-        flash(_("You have been signed out on all devices."), "info")
-        response = redirect(url_for("auth.signin"))
+        response = redirect(url_for("auth.signin", reason="signed_out_everywhere"))
         response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
         return response
     return redirect(url_for("account.session_list"))
