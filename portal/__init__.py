@@ -56,19 +56,23 @@ def _configure_logging(app: Flask) -> None:
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record):
-    # pysqlite: foreign keys on, and let SQLAlchemy own BEGIN so SAVEPOINT works (SQLAlchemy docs).
+    # pysqlite: foreign keys on, WAL for file databases, and let SQLAlchemy own BEGIN so SAVEPOINT
+    # works (SQLAlchemy's documented recipe).
     if type(dbapi_connection).__module__.startswith("sqlite3"):
         dbapi_connection.isolation_level = None
         cur = dbapi_connection.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=5000")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA journal_mode=WAL")
         cur.close()
 
 
 @event.listens_for(Engine, "begin")
 def _sqlite_begin(conn):
+    # BEGIN IMMEDIATE: a transaction that reads then writes cannot dead-lock with another writer
+    # (SQLite would answer "database is locked" at once); writers queue on busy_timeout instead.
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def register_extensions(app: Flask) -> None:

@@ -1,0 +1,126 @@
+"""Races that matter for sign-in, on a database with real commits (not the rolled-back fixture):
+one TOTP code submitted 10 times at once is accepted exactly once; concurrent failures are all counted."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pyotp
+import pytest
+from flask_migrate import upgrade
+
+from config import TestingConfig
+from tests.conftest import create_pg_database, drop_pg_database
+
+MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
+
+
+@pytest.fixture()
+def committing_app(tmp_path, request):
+    from portal import create_app
+    from portal.extensions import db
+
+    name = None
+    if os.environ.get("TEST_DATABASE_URL"):
+        request.getfixturevalue("pg_admin_url")
+        name = f"portal_race_{uuid.uuid4().hex[:8]}"
+        url = create_pg_database(name)
+    else:
+        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 12}
+                     if name else {"connect_args": {"timeout": 30}})
+    with app.app_context():
+        upgrade(directory=MIGRATIONS)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+    if name:
+        drop_pg_database(name)
+
+
+def _user(app):
+    from portal.extensions import db
+    from tests.factories import create_user
+
+    with app.app_context():
+        user = create_user("clinician")
+        db.session.commit()
+        return user.id, user._totp_secret
+
+
+def _race(app, n, fn):
+    barrier = threading.Barrier(n)
+    results = []
+    lock = threading.Lock()
+
+    def run():
+        with app.app_context():
+            barrier.wait()
+            out = fn()
+            with lock:
+                results.append(out)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def test_one_code_submitted_ten_times_at_once_is_accepted_once(committing_app):
+    from portal.accounts import mfa
+    from portal.accounts.models import User
+    from portal.extensions import db
+
+    user_id, secret = _user(committing_app)
+    code = pyotp.TOTP(secret).at(time.time())
+
+    def attempt():
+        user = db.session.get(User, user_id)
+        try:
+            ok = mfa.verify_totp(user, code)
+            db.session.commit()
+            return ok
+        except Exception:
+            db.session.rollback()
+            return False
+
+    results = _race(committing_app, 10, attempt)
+    assert len(results) == 10
+    assert results.count(True) == 1, results
+
+
+def test_concurrent_failures_are_all_counted(committing_app):
+    from portal.accounts import services
+    from portal.accounts.models import User
+    from portal.core.errors import DomainError
+    from portal.extensions import db
+
+    user_id, _ = _user(committing_app)
+    with committing_app.app_context():
+        email = db.session.get(User, user_id).email
+
+    def attempt():
+        with committing_app.test_request_context(environ_base={"REMOTE_ADDR": f"10.0.0.{threading.get_ident() % 250}"}):
+            try:
+                services.authenticate(email, "a wrong password guess", "10.0.0.1")
+            except DomainError:
+                pass
+            for _ in range(20):
+                try:
+                    db.session.commit()
+                    return True
+                except Exception:
+                    db.session.rollback()
+                    time.sleep(0.05)
+            return False
+
+    results = _race(committing_app, 8, attempt)
+    assert all(results)
+    with committing_app.app_context():
+        assert db.session.get(User, user_id).failed_attempts == 8
