@@ -54,6 +54,17 @@ class ConfirmPasswordForm(FlaskForm):
     current_password = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=_PW_MAX)])
 
 
+class ChangeEmailForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=_PW_MAX)])
+    email = EmailField(_l("New email"), validators=[DataRequired(), Email(check_deliverability=False),
+                                                    Length(max=254)])
+
+
+class ChangeAuthenticatorForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[DataRequired(), Length(max=_PW_MAX)])
+    code = StringField(_l("6-digit code from your current app"), validators=[DataRequired(), Length(min=6, max=8)])
+
+
 class EmptyForm(FlaskForm):
     """CSRF-only form for buttons that POST."""
 

@@ -11,6 +11,8 @@ from flask_login import current_user
 from portal.accounts import mfa, services, sessions
 from portal.accounts.forms import (
     ActivationForm,
+    ChangeAuthenticatorForm,
+    ChangeEmailForm,
     ChangePasswordForm,
     CodeForm,
     ConfirmPasswordForm,
@@ -410,3 +412,58 @@ def keepalive():
     """The idle-timeout dialog's "Stay signed in" (CSRF header from the page's meta tag)."""
     sessions.touch(sessions.current_record(), force=True)
     return jsonify(ok=True, idle_seconds=sessions.timeout_context()["idle_seconds"])
+
+
+def _render_form_page(form, template: str, action, success_message: str, redirect_to: str | None = None, **ctx):
+    """The account pages' shared POST handling: run `action`, map DomainError/Throttled to the page."""
+    status = 200
+    if form.validate_on_submit():
+        try:
+            action(form)
+        except DomainError as err:
+            db.session.commit()  # keep failure counts and audit rows
+            if hasattr(err, "retry_after"):
+                return render_template("errors/429.html", retry_minutes=err.minutes), 429
+            _field_error(form, err)
+            status = 400
+        else:
+            db.session.commit()
+            flash(success_message, "success")
+            return redirect(redirect_to or url_for("account.overview"))
+    elif request.method == "POST":
+        status = 400
+    return render_template(template, form=form, **ctx), status
+
+
+@account_bp.route("/email", methods=["GET", "POST"])
+@access_rule("signed_in")
+@limiter.limit(AUTH_POST_LIMIT, methods=["POST"])
+def change_email():
+    return _render_form_page(
+        ChangeEmailForm(), "accounts/change_email.html",
+        lambda f: services.request_email_change(current_user, sessions.current_record(), f.current_password.data,
+                                                f.email.data, request.remote_addr),
+        _("We sent a link to the new address. Your email changes when you open it."))
+
+
+@account_bp.route("/email/confirm/<token>")
+@access_rule("public")
+def confirm_email_change(token):
+    user = services.confirm_email_change(token)
+    db.session.commit()
+    if user is None:
+        flash(_("That link is not valid or has expired."), "error")
+    else:
+        flash(_("Your email address has been changed."), "success")
+    return redirect(url_for("account.overview") if current_user.is_authenticated else url_for("auth.signin"))
+
+
+@account_bp.route("/authenticator", methods=["GET", "POST"])
+@access_rule("signed_in")
+@limiter.limit(AUTH_POST_LIMIT, methods=["POST"])
+def change_authenticator():
+    return _render_form_page(
+        ChangeAuthenticatorForm(), "accounts/change_authenticator.html",
+        lambda f: services.start_authenticator_change(current_user, sessions.current_record(),
+                                                      f.current_password.data, f.code.data, request.remote_addr),
+        _("Now set up your new authenticator app."), redirect_to=url_for("auth.mfa_setup"))

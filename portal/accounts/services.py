@@ -244,6 +244,62 @@ def finish_enrolment(user: User, code: str, ip: str | None) -> list[str]:
     return mfa.new_recovery_codes(user)
 
 
+def start_authenticator_change(user: User, record, current_password: str, code: str, ip: str | None) -> None:
+    """Replace the authenticator: needs the password and a current code (re-authentication), then the
+    session drops back to the enrolment step and every other session ends."""
+    reauthenticate(user, record, current_password, ip)
+    verify_second_factor(user, code, ip)
+    mfa.clear_mfa(user)
+    sessions.revoke_all(user, "mfa_reset", keep=record)
+    record.mfa_verified_at = None
+    record_event(EventTag.MFA_RESET, actor=user, object_type="user", object_id=user.public_id,
+                 detail={"by": "self"})
+    db.session.flush()
+
+
+def make_email_change_token(user: User, new_email: str) -> str:
+    return _serializer("email-change").dumps({"u": user.public_id, "e": new_email, "p": _password_fingerprint(user)})
+
+
+def request_email_change(user: User, record, current_password: str, new_email: str, ip: str | None) -> None:
+    reauthenticate(user, record, current_password, ip)
+    new_n = normalise_email(new_email)
+    if new_n == user.email:
+        raise DomainError(_("That is already your email address."), field="email")
+    if db.session.execute(select(func.count()).select_from(User).where(User.email == new_n)).scalar():
+        raise DomainError(_("This email address cannot be used. Choose another."), field="email")
+    link = current_app.config["PUBLIC_BASE_URL"] + url_for("account.confirm_email_change",
+                                                           token=make_email_change_token(user, new_n))
+    send_after_commit(new_n, "email_change", user.preferred_language or "en", link=link)
+    record_event(EventTag.EMAIL_CHANGE_REQUESTED, actor=user)
+    db.session.flush()
+
+
+def confirm_email_change(token: str) -> User | None:
+    """Apply the change from the link sent to the new address; the old address gets a notice."""
+    try:
+        data = _serializer("email-change").loads(token, max_age=current_app.config["EMAIL_VERIFY_SECONDS"])
+    except (BadSignature, SignatureExpired):
+        return None
+    user = db.session.execute(select(User).where(User.public_id == str(data.get("u")))).scalars().first()
+    new_n = normalise_email(data.get("e"))
+    if user is None or user.disabled_at is not None or data.get("p") != _password_fingerprint(user):
+        return None
+    if user.email == new_n:
+        return user  # already applied (link opened twice)
+    if db.session.execute(select(func.count()).select_from(User).where(User.email == new_n)).scalar():
+        return None
+    old = user.email
+    user.email = new_n
+    user.email_verified_at = utcnow()
+    current = sessions.current_record()
+    sessions.revoke_all(user, "email_changed", keep=current if current and current.user_id == user.id else None)
+    record_event(EventTag.EMAIL_CHANGED, actor=user, object_type="user", object_id=user.public_id)
+    send_after_commit(old, "email_changed", user.preferred_language or "en")
+    db.session.flush()
+    return user
+
+
 # --- activation ----------------------------------------------------------------------------
 
 def _normalise_activation(code: str) -> str:

@@ -78,12 +78,6 @@ def mark_reauthenticated(record: UserSession) -> None:
     db.session.flush()
 
 
-def recently_authenticated(record: UserSession | None) -> bool:
-    if record is None or record.reauth_at is None:
-        return False
-    return utcnow() - record.reauth_at <= timedelta(seconds=current_app.config["REAUTH_SECONDS"])
-
-
 def current_record() -> UserSession | None:
     cached = g.get("session_record", _SENTINEL)
     if cached is not _SENTINEL:

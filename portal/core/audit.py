@@ -33,6 +33,8 @@ class EventTag(str, enum.Enum):
     PASSWORD_RESET_REQUESTED = "account.password.reset_requested"
     PASSWORD_RESET = "account.password.reset"
     EMAIL_VERIFIED = "account.email.verified"
+    EMAIL_CHANGE_REQUESTED = "account.email.change_requested"
+    EMAIL_CHANGED = "account.email.changed"
     ACTIVATION_ISSUED = "account.activation.issued"
     ACTIVATION_COMPLETED = "account.activation.completed"
     ACTIVATION_FAILED = "account.activation.failed"
