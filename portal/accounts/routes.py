@@ -360,25 +360,11 @@ def revoke_all_sessions():
 @access_rule("signed_in")
 @limiter.limit(AUTH_POST_LIMIT, methods=["POST"])
 def change_password():
-    form = ChangePasswordForm()
-    status = 200
-    if form.validate_on_submit():
-        try:
-            services.change_password(current_user, sessions.current_record(), form.current_password.data,
-                                     form.password.data, request.remote_addr)
-        except DomainError as err:
-            db.session.commit()
-            if hasattr(err, "retry_after"):
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
-            _field_error(form, err)
-            status = 400
-        else:
-            db.session.commit()
-            flash(_("Your password has been changed. Other devices have been signed out."), "success")
-            return redirect(url_for("account.overview"))
-    elif request.method == "POST":
-        status = 400
-    return render_template("accounts/change_password.html", form=form), status
+    return _render_form_page(
+        ChangePasswordForm(), "accounts/change_password.html",
+        lambda f: services.change_password(current_user, sessions.current_record(), f.current_password.data,
+                                           f.password.data, request.remote_addr),
+        _("Your password has been changed. Other devices have been signed out."))
 
 
 @account_bp.route("/recovery-codes", methods=["GET", "POST"])
