@@ -50,8 +50,11 @@ class Server:
 
     def __init__(self, name: str, app: str, args, env: dict, tmp: Path, extra: list[str] = ()):
         self.name, self.env, self.port, self.n_workers = name, env, free_port(), args.workers
-        self.cmd = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--worker-class", args.worker_class,
-                    "-b", f"{HOST}:{self.port}", "--log-level", "warning", *extra, app]
+        # Every server gets the project's gunicorn.conf.py (gunicorn would load it from the cwd anyway); the
+        # command-line workers, worker class and bind override it.
+        conf = ["-c", str(ROOT / "gunicorn.conf.py")] if (ROOT / "gunicorn.conf.py").exists() else []
+        self.cmd = [sys.executable, "-m", "gunicorn", *conf, "-w", str(args.workers), "--worker-class",
+                    args.worker_class, "-b", f"{HOST}:{self.port}", "--log-level", "warning", *extra, app]
         self.log_path = tmp / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -283,6 +286,10 @@ def fmt_ratio(x: float) -> str:
     return "-" if x != x else f"{x:.2f}"
 
 
+def spread(xs) -> str:
+    return f" ({min(xs):.2f}-{max(xs):.2f})" if len(xs) > 1 else ""
+
+
 def med(xs) -> float:
     xs = [x for x in xs if x == x]
     return statistics.median(xs) if xs else float("nan")
@@ -309,7 +316,9 @@ def main(argv=None) -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (`cmd &`)
     t0 = time.monotonic()
     try:
         penv = portal_env(tmp)
@@ -377,8 +386,8 @@ def main(argv=None) -> int:
                     p.log_errors.setdefault(conns, Counter()).update(portal.log_errors(mark))
                     if p.cookie:  # wrk counts a 302 to /signin as success: prove the session still held
                         status, h, _ = http_get(portal.port, p.path, hdrs)
-                        if status != 200:
-                            r.note = f"after the run {p.path} answered {status} {h.get('location', '')}"
+                        if 300 <= status < 400:
+                            r.note = f"SESSION LOST: {p.path} then redirected to {h.get('location', '')}"
                     p.runs.setdefault(conns, []).append((b, r))
                     print(f"  c{conns} rep {rep}/{args.reps} {p.page:18} base {b.rps:8.0f} req/s   portal "
                           f"{r.rps:8.0f} req/s   ratio {r.rps / b.rps if b.rps else float('nan'):.2f}"
@@ -409,7 +418,7 @@ def report(args, pairs, levels, rss_start, rss_end, elapsed) -> None:
     print()
     print(f"Portal vs bare baselines, same run: gunicorn -w {args.workers} {args.worker_class}, "
           f"wrk -t{args.threads}, median of {args.reps} x {args.duration}s (ratio = median of paired ratios)")
-    head = ["page", "baseline", "c", "portal req/s", "base req/s", "ratio", "goal", "p50 ms", "p99 ms",
+    head = ["page", "baseline", "c", "portal req/s", "base req/s", "ratio (min-max)", "goal", "p50 ms", "p99 ms",
             "p99 ratio", "errors"]
     rows = []
     for conns in levels:
@@ -426,7 +435,7 @@ def report(args, pairs, levels, rss_start, rss_end, elapsed) -> None:
             if berrs != "0":
                 errs += f" (base: {berrs})"
             rows.append([p.page, p.base_label, str(conns), f"{med(r.rps for _, r in runs):.0f}",
-                         f"{med(b.rps for b, _ in runs):.0f}", fmt_ratio(ratio), p.goal + verdict,
+                         f"{med(b.rps for b, _ in runs):.0f}", fmt_ratio(ratio) + spread(ratios), p.goal + verdict,
                          f"{med(r.p50 for _, r in runs):.1f}", f"{med(r.p99 for _, r in runs):.1f}",
                          fmt_ratio(med(p99r)), errs])
     print_table(head, rows)

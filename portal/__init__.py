@@ -24,6 +24,9 @@ def create_app(config_class=None, **overrides) -> Flask:
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     _configure_logging(app)
+    from portal.core.headers import assign_request_id
+
+    app.before_request(assign_request_id)  # before CSRFProtect's hook, so refused requests carry one too
     register_extensions(app)
     register_blueprints(app)
     register_request_hooks(app)
@@ -135,7 +138,6 @@ def register_request_hooks(app: Flask) -> None:
 
     @app.before_request
     def _before():
-        headers.assign_request_id()
         if request.endpoint == "static":
             return None
         sessions.load_pending_user()

@@ -2,6 +2,7 @@
 
 from portal.accounts.models import (  # noqa: F401
     AccessGrant,
+    LoginFailure,
     ActivationCode,
     RecoveryCode,
     SupportIdentityCheck,

@@ -120,6 +120,17 @@ class Mailbox:
         with self.lock:
             return list(self.messages)
 
+    def wait_for_to(self, address: str, timeout: float = 5.0):
+        """The newest message to `address` (waits for it); None if none arrives."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = [m for m in self.messages if m["To"] == address]
+            if found:
+                return found[-1]
+            time.sleep(0.02)
+        return None
+
     def settle(self, wait: float = 0.3) -> list:
         time.sleep(wait)
         with self.lock:

@@ -33,10 +33,6 @@ class User(UserMixin, PublicIdMixin, TimestampMixin, db.Model):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
-    # Per-account throttle lives in the database so it holds even when Redis is down.
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
     grants: Mapped[list[AccessGrant]] = relationship(back_populates="user", lazy="raise")
 
     def get_id(self) -> str:  # Flask-Login
@@ -53,6 +49,20 @@ class User(UserMixin, PublicIdMixin, TimestampMixin, db.Model):
     @property
     def mfa_enabled(self) -> bool:
         return self.totp_enabled_at is not None and self.totp_secret_enc is not None
+
+
+class LoginFailure(db.Model):
+    """Failed sign-in/code attempts per email (known or not), in a window, and the temporary lock.
+
+    Keyed by a hash of the normalised email so an unknown address is counted and locked exactly like
+    a real account (a lock reveals nothing), and kept in the database so it holds when Redis is down."""
+
+    __tablename__ = "login_failures"
+
+    account_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AccessGrant(TimestampMixin, db.Model):

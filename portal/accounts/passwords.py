@@ -42,7 +42,7 @@ def policy_errors(password: str, user_inputs: list[str] | None = None) -> list[s
     if pw.lower() in common_passwords():
         return [_("This password appears in lists of breached or common passwords. Choose another.")]
     inputs = [s for s in (user_inputs or []) if s]
-    result = zxcvbn(pw[:100], user_inputs=inputs)
+    result = zxcvbn(pw[:72], user_inputs=inputs)  # zxcvbn raises past 72 characters
     if result["score"] < MIN_SCORE:
         return [_("This password is easy to guess (for example a common word, name, date or pattern). "
                   "Try a longer phrase of unrelated words.")]

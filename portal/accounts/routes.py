@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -66,6 +66,10 @@ def _field_error(form, err: DomainError) -> None:
 def signin():
     if current_user.is_authenticated:
         return redirect(home_for(current_user))
+    if request.args.get("reason", "").startswith("signed_out") and request.args.get("lang") in current_app.config["LANGUAGES"]:
+        # Sign-out's Clear-Site-Data wiped the cookie that kept the language; set it before the form
+        # (building the form fixes this request's locale).
+        session["lang"] = request.args["lang"]
     form = SignInForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next"))
@@ -95,8 +99,6 @@ def signin():
             db.session.commit()
             nxt = safe_next(form.next.data)
             if nxt:
-                from flask import session
-
                 session["next"] = nxt
             if not user.mfa_enabled:
                 return redirect(url_for("auth.mfa_setup"))
@@ -206,8 +208,8 @@ def signout():
             record_event(EventTag.SIGNOUT, actor=record.user, object_type="session", object_id=record.public_id)
         sessions.end_current("signout")
         db.session.commit()
-    # Clear-Site-Data wipes cookies (and so any flash): the message rides on the URL instead.
-    response = redirect(url_for("auth.signin", reason="signed_out"))
+    # Clear-Site-Data wipes cookies (and so any flash and the language): both ride on the URL instead.
+    response = redirect(url_for("auth.signin", reason="signed_out", lang=_current_lang()))
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response
 
@@ -330,6 +332,9 @@ def revoke_session(public_id):
         if not sessions.revoke_one(current_user, public_id):
             from flask import abort
 
+            from portal.core.access import deny
+
+            deny("session", public_id)
             abort(404)
         from portal.core.audit import EventTag, record_event
 
@@ -350,7 +355,7 @@ def revoke_all_sessions():
         record_event(EventTag.SESSION_REVOKED, object_type="session", object_id="all", detail={"count": n})
         sessions.end_current("signout_everywhere")
         db.session.commit()
-        response = redirect(url_for("auth.signin", reason="signed_out_everywhere"))
+        response = redirect(url_for("auth.signin", reason="signed_out_everywhere", lang=_current_lang()))
         response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
         return response
     return redirect(url_for("account.session_list"))

@@ -10,17 +10,25 @@ from datetime import timedelta
 from flask import current_app, url_for
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import case, delete, func, select, update
 
 from portal.accounts import mfa, sessions
-from portal.accounts.models import ROLES, STAFF_ROLES, AccessGrant, ActivationCode, SupportIdentityCheck, User
+from portal.accounts.models import (
+    ROLES,
+    STAFF_ROLES,
+    AccessGrant,
+    ActivationCode,
+    LoginFailure,
+    SupportIdentityCheck,
+    User,
+)
 from portal.accounts.passwords import hash_password, needs_rehash, policy_errors, verify_password
 from portal.core.access import require_function
 from portal.core.audit import EventTag, record_event
 from portal.core.crypto import keyed_hash
 from portal.core.db import utcnow
 from portal.core.errors import DomainError, Throttled
-from portal.core.mail import send_after_commit
+from portal.core.mail import build_message, send_after_commit
 from portal.extensions import db, throttle
 from portal.patients.models import Patient
 
@@ -49,49 +57,87 @@ def _limits():
     return cfg["LOGIN_FAILURES_PER_WINDOW"], cfg["LOGIN_FAILURE_WINDOW_SECONDS"], cfg["IP_FAILURES_PER_WINDOW"]
 
 
-def _check_throttles(account_key: str, ip: str | None, user: User | None) -> None:
+def _check_throttles(account_key: str, ip: str | None) -> None:
     per_acct, window, per_ip = _limits()
-    waits = [
-        throttle.retry_after("ip-fail", ip or "-", per_ip, window),
-        throttle.retry_after("acct-fail", account_key, per_acct, window),
-    ]
-    if user is not None and user.locked_until is not None and user.locked_until > utcnow():
-        waits.append(int((user.locked_until - utcnow()).total_seconds()) + 1)
+    waits = [throttle.retry_after("ip-fail", ip or "-", per_ip, window)]
+    row = db.session.execute(select(LoginFailure).where(LoginFailure.account_key == account_key)
+                             .execution_options(populate_existing=True)).scalars().first()
+    now = utcnow()
+    if row is not None and row.locked_until is not None and row.locked_until > now:
+        waits.append(int((row.locked_until - now).total_seconds()) + 1)
     wait = max(waits)
     if wait:
         raise Throttled(wait)
 
 
+def _upsert(dialect: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _count_failure(account_key: str) -> int:
+    """Atomically add one failure to the email's window (a fresh window once the old one has passed);
+    returns the count in the current window."""
+    per_acct, window, _ = _limits()
+    now = utcnow()
+    expired = LoginFailure.window_started_at < now - timedelta(seconds=window)
+    insert = _upsert(db.session.get_bind().dialect.name)
+    stmt = insert(LoginFailure).values(account_key=account_key, failures=1, window_started_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LoginFailure.account_key],
+        set_={
+            "failures": case((expired, 1), else_=LoginFailure.failures + 1),
+            "window_started_at": case((expired, now), else_=LoginFailure.window_started_at),
+        },
+    ).returning(LoginFailure.failures)
+    failures = db.session.execute(stmt).scalar_one()
+    if failures >= per_acct:
+        db.session.execute(update(LoginFailure).where(LoginFailure.account_key == account_key)
+                           .values(locked_until=now + timedelta(seconds=current_app.config["ACCOUNT_LOCK_SECONDS"])))
+    return failures
+
+
 def _record_failure(account_key: str, ip: str | None, user: User | None, tag: EventTag, reason: str) -> None:
     per_acct, window, per_ip = _limits()
     throttle.record_failure("ip-fail", ip or "-", per_ip, window)
-    throttle.record_failure("acct-fail", account_key, per_acct, window)
-    if user is not None:
-        # Atomic increment: concurrent failures cannot lose counts.
-        db.session.execute(update(User).where(User.id == user.id)
-                           .values(failed_attempts=User.failed_attempts + 1)
-                           .execution_options(synchronize_session=False))
-        db.session.refresh(user, ["failed_attempts"])
-        if user.failed_attempts >= per_acct:
-            user.locked_until = utcnow() + timedelta(seconds=current_app.config["ACCOUNT_LOCK_SECONDS"])
-            record_event(EventTag.SIGNIN_LOCKED, actor=user, outcome="failure",
-                         detail={"failed_attempts": user.failed_attempts})
+    failures = _count_failure(account_key)
+    if user is not None and failures == per_acct:
+        record_event(EventTag.SIGNIN_LOCKED, actor=user, outcome="failure", detail={"failures": failures})
     record_event(tag, actor=user, outcome="failure", detail={"reason": reason})
     db.session.flush()
 
 
+def _clear_failures(account_key: str) -> None:
+    db.session.execute(delete(LoginFailure).where(LoginFailure.account_key == account_key))
+
+
 def _record_success(account_key: str, user: User) -> None:
-    per_acct, window, _ = _limits()
-    throttle.clear("acct-fail", account_key, per_acct, window)
-    user.failed_attempts = 0
-    user.locked_until = None
+    _clear_failures(account_key)
+
+
+def lock_status(users) -> dict[int, object]:
+    """{user id: locked_until} for the given users that are locked now (one query)."""
+    by_key = {_email_key(u.email): u.id for u in users}
+    if not by_key:
+        return {}
+    rows = db.session.execute(select(LoginFailure).where(LoginFailure.account_key.in_(list(by_key)),
+                                                         LoginFailure.locked_until > utcnow())).scalars()
+    return {by_key[r.account_key]: r.locked_until for r in rows}
+
+
+def failure_count(user: User) -> int:
+    row = db.session.get(LoginFailure, _email_key(user.email), populate_existing=True)
+    return row.failures if row else 0
 
 
 def authenticate(email: str, password: str, ip: str | None) -> User:
     """Password step. Raises Throttled, AuthFailed (generic) or EmailNotVerified."""
     key = _email_key(email)
     user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
-    _check_throttles(key, ip, user)
+    _check_throttles(key, ip)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled_at is not None:
         _record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "password" if user else "unknown_account")
@@ -109,7 +155,7 @@ def authenticate(email: str, password: str, ip: str | None) -> User:
 
 def verify_second_factor(user: User, code: str, ip: str | None, *, recovery: bool = False) -> None:
     key = _email_key(user.email)
-    _check_throttles(key, ip, user)
+    _check_throttles(key, ip)
     ok = mfa.use_recovery_code(user, code) if recovery else mfa.verify_totp(user, code)
     if not ok:
         _record_failure(key, ip, user, EventTag.MFA_FAILURE, "recovery" if recovery else "totp")
@@ -122,7 +168,7 @@ def verify_second_factor(user: User, code: str, ip: str | None, *, recovery: boo
 def reauthenticate(user: User, record, password: str, ip: str | None) -> None:
     """Sensitive changes ask for the current password (or accept a sign-in within 5 minutes)."""
     key = _email_key(user.email)
-    _check_throttles(key, ip, user)
+    _check_throttles(key, ip)
     if not verify_password(user.password_hash, password):
         _record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "reauth")
         raise AuthFailed(_("Your current password is not correct."), field="current_password")
@@ -191,6 +237,11 @@ def request_password_reset(email: str, ip: str | None) -> None:
     throttle.record_failure("reset-ip", ip or "-", per_ip, window)
     user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
     if user is None or user.disabled_at is not None:
+        # Do the same work as for a real account (token, message, audit row), then drop the message,
+        # so the answer takes as long either way.
+        token = _serializer("password-reset").dumps({"u": "0" * 32, "p": "0" * 24})
+        build_message(normalise_email(email), "password_reset", "en", link=url_for("auth.reset_password", token=token))
+        record_event(EventTag.PASSWORD_RESET_REQUESTED, outcome="unknown_account")
         return
     link = current_app.config["PUBLIC_BASE_URL"] + url_for("auth.reset_password", token=make_reset_token(user))
     send_after_commit(user.email, "password_reset", user.preferred_language or "en", link=link)
@@ -207,8 +258,7 @@ def _set_password(user: User, new_password: str) -> None:
 
 def reset_password(user: User, new_password: str) -> None:
     _set_password(user, new_password)
-    user.failed_attempts = 0
-    user.locked_until = None
+    _clear_failures(_email_key(user.email))
     sessions.revoke_all(user, "password_reset")
     record_event(EventTag.PASSWORD_RESET, actor=user)
     send_after_commit(user.email, "password_changed", user.preferred_language or "en")
@@ -233,7 +283,7 @@ def regenerate_recovery_codes(user: User, record, current_password: str, ip: str
 
 def finish_enrolment(user: User, code: str, ip: str | None) -> list[str]:
     key = _email_key(user.email)
-    _check_throttles(key, ip, user)
+    _check_throttles(key, ip)
     if not mfa.confirm_enrolment(user, code):
         _record_failure(key, ip, user, EventTag.MFA_FAILURE, "enrolment")
         raise AuthFailed(_("That code did not match. Check the time on your phone and enter the newest code."),
@@ -341,7 +391,7 @@ def issue_activation(staff: User, patient: Patient) -> str:
     return code
 
 
-def activate(code: str, birth_date, email: str, password: str, ip: str | None, language: str = "en") -> User:
+def activate(code: str, birth_date, email: str, password: str, ip: str | None, language: str = "en") -> User | None:
     """Patient self-activation. Every mismatch gives the same answer, so nothing about a record leaks."""
     per_acct, window, per_ip = _limits()
     wait = throttle.retry_after("activate-ip", ip or "-", per_ip, window)
@@ -368,14 +418,20 @@ def activate(code: str, birth_date, email: str, password: str, ip: str | None, l
         raise DomainError(generic)
     email_n = normalise_email(email)
     user = patient_account(patient)
-    clash = db.session.execute(select(User).where(User.email == email_n)).scalars().first()
-    if clash is not None and clash is not user:
-        raise DomainError(_("This email address cannot be used for a new account. Use another, or call the clinic."),
-                          field="email")
     errors = policy_errors(password, [email_n, patient.given_name, patient.family_name,
                                       patient.birth_date.isoformat()])
     if errors:
         raise DomainError(errors[0], field="password")
+    clash = db.session.execute(select(User).where(User.email == email_n)).scalars().first()
+    if clash is not None and clash is not user:
+        # Same answer as success, so a code cannot be used to test which emails have accounts; the
+        # address's owner is told, and the code stays usable with another address.
+        hash_password(password)  # the same work as the success path
+        record_event(EventTag.ACTIVATION_FAILED, outcome="failure", patient=patient, detail={"reason": "email_in_use"})
+        send_after_commit(email_n, "activation_email_in_use", clash.preferred_language or "en",
+                          link=current_app.config["PUBLIC_BASE_URL"] + url_for("auth.forgot_password"))
+        db.session.flush()
+        return None
     if user is None:
         user = User(email=email_n, role="patient", display_name=patient.given_name,
                     password_hash=hash_password(password), preferred_language=language,
@@ -449,10 +505,7 @@ def set_disabled(admin: User, user: User, disabled: bool) -> None:
 
 def unlock(staff: User, user: User, patient: Patient | None = None) -> None:
     require_function(staff, "account_unlock")
-    per_acct, window, _ = _limits()
-    user.failed_attempts = 0
-    user.locked_until = None
-    throttle.clear("acct-fail", _email_key(user.email), per_acct, window)
+    _clear_failures(_email_key(user.email))
     record_event(EventTag.ACCOUNT_UNLOCKED, actor=staff, patient=patient, object_type="user",
                  object_id=user.public_id)
     db.session.flush()

@@ -6,7 +6,7 @@ from sqlalchemy import select
 from portal.accounts import services as account_services
 from portal.accounts.forms import EmptyForm, MfaResetForm, RoleForm, StaffForm
 from portal.accounts.models import STAFF_ROLES, User
-from portal.core.access import access_rule
+from portal.core.access import access_rule, deny
 from portal.core.errors import DomainError
 from portal.extensions import db
 
@@ -17,6 +17,7 @@ def _staff_or_404(public_id: str) -> User:
     user = db.session.execute(select(User).where(User.public_id == public_id[:32],
                                                  User.role.in_(STAFF_ROLES))).scalars().first()
     if user is None:
+        deny("user", public_id)
         abort(404)
     return user
 
@@ -26,7 +27,8 @@ def _staff_or_404(public_id: str) -> User:
 def staff():
     users = db.session.execute(select(User).where(User.role.in_(STAFF_ROLES))
                                .order_by(User.display_name)).scalars().all()
-    return render_template("admin/staff.html", users=users, form=EmptyForm(), role_form=RoleForm(),
+    return render_template("admin/staff.html", users=users, locks=account_services.lock_status(users),
+                           form=EmptyForm(), role_form=RoleForm(),
                            mfa_form=MfaResetForm())
 
 

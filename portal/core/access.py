@@ -85,18 +85,19 @@ def enforce_route_access():
         return None
     if kind == PATIENT:
         if current_user.role != "patient":
-            _deny("route", request.endpoint)
+            deny("route", request.endpoint)
             abort(403)
         return None
     if kind == "staff":
         if not may_use(current_user, function):
-            _deny("route", request.endpoint)
+            deny("route", request.endpoint)
             abort(403)
         return None
     abort(403)
 
 
-def _deny(object_type: str, object_id: str | None, patient_id: int | None = None):
+def deny(object_type: str, object_id: str | None, patient_id: int | None = None):
+    """Audit a refused request (an IDOR probe, a forbidden route) as 'denied' and commit it."""
     record_event(
         EventTag.ACCESS_DENIED,
         actor=current_user if current_user.is_authenticated else None,
@@ -148,7 +149,7 @@ def patient_for(user, patient_public_id: str | None = None):
             stmt.where(Patient.public_id == str(patient_public_id)[:32])
         ).scalars().first()
     if patient is None:
-        _deny("patient", patient_public_id)
+        deny("patient", patient_public_id)
         abort(404)
     return patient
 

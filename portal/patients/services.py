@@ -33,9 +33,12 @@ def search(actor, query: str) -> list[Patient]:
         except ValueError:
             return []
     else:
-        terms = [t for t in re.split(r"[\s,]+", q.lower()) if t][:4]
+        terms = [t.replace("%", "").replace("_", "") for t in re.split(r"[\s,]+", q.lower())]
+        terms = [t for t in terms if len(t) >= 2][:4]
+        if not terms:
+            return []
         for term in terms:
-            like = f"%{term.replace('%', '').replace('_', '')}%"
+            like = f"%{term}%"
             stmt = stmt.where(or_(func.lower(Patient.given_name).like(like),
                                   func.lower(Patient.family_name).like(like),
                                   func.lower(Patient.mrn) == term))

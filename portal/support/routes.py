@@ -38,8 +38,9 @@ def _account_or_404(patient):
 def patient(public_id):
     patient = record_services.view_demographics(current_user, public_id)
     db.session.commit()
-    return render_template("support/patient.html", patient=patient,
-                           account=account_services.patient_account(patient),
+    account = account_services.patient_account(patient)
+    return render_template("support/patient.html", patient=patient, account=account,
+                           locked_until=account_services.lock_status([account]).get(account.id) if account else None,
                            can_activate=may_use(current_user, "activation"),
                            can_unlock=may_use(current_user, "account_unlock"),
                            can_reset=may_use(current_user, "mfa_reset"),

@@ -135,14 +135,23 @@ def test_cannot_issue_for_already_active_account(app, db, make_user):
         services.issue_activation(staff, patient_user._patient)
 
 
-def test_email_of_another_account_is_refused(app, client, db, make_user, make_patient):
+def test_email_of_another_account_answers_like_success_and_tells_its_owner(app, client, db, make_user, make_patient,
+                                                                          mailbox):
     other = make_user("clinician")
     staff = make_user("support")
     patient = make_patient()
     code = _issue(app, staff, patient)
     r = post_form(client, "/activate", {"code": code, "birth_date": patient.birth_date.isoformat(),
                                         "email": other.email, "password": GOOD_PASSWORD})
-    assert r.status_code == 400 and "cannot be used" in r.get_data(as_text=True)
+    assert r.status_code == 200 and "Check your email" in r.get_data(as_text=True)
+    msg = mailbox.wait_for_to(other.email)
+    assert msg is not None and "already used" in msg.get_content()
+    assert db.session.execute(select(User).where(User.role == "patient")).first() is None
+    # the code still works with another address
+    r = post_form(client, "/activate", {"code": code, "birth_date": patient.birth_date.isoformat(),
+                                        "email": "fresh@example.org", "password": GOOD_PASSWORD})
+    assert r.status_code == 200
+    assert db.session.execute(select(User).where(User.email == "fresh@example.org")).scalar_one()
 
 
 def test_activation_code_is_emailed_to_patient_on_record(app, db, make_user, make_patient, mailbox):

@@ -27,6 +27,11 @@ import pytest
 
 from tests.conftest import PASSWORD, create_pg_database, drop_pg_database, free_port, unavailable, worker_id
 
+try:  # test modules import `expect` from here, so a missing Playwright skips (or fails in CI) cleanly
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - depends on the machine
+    expect = None
+
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("PORTAL_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -125,6 +130,7 @@ class Account:
     patient_name: str | None = None
     mrn: str | None = None
     last_step: int | None = None  # the last TOTP step this test used for the account
+    display_name: str | None = None
 
     def totp(self) -> str:
         """A code the server has not seen yet (replay protection: one use per 30-s step)."""
@@ -186,7 +192,7 @@ class Seeder:
             codes = mfa.new_recovery_codes(user)
             db.session.commit()
             return Account(email=user.email, password=PASSWORD, role=role, totp_secret=user._totp_secret,
-                           recovery_codes=codes)
+                           recovery_codes=codes, display_name=user.display_name)
 
     def patient_account(self, *, given: str = "Rosa", family: str | None = None, language: str = "en") -> Account:
         """An active patient account (verified email, MFA on, recovery codes) with its own record."""
@@ -231,7 +237,7 @@ class Seeder:
             patient = db.session.execute(select(Patient).where(Patient.public_id == record["public_id"])).scalars().one()
             code = services.issue_activation(staff, patient)
             db.session.commit()
-        return dict(record, code=code)
+        return dict(record, code=code, issued_by=issuer)
 
     def age_sessions(self, email: str, seconds: int) -> int:
         """Move the live sessions' last activity `seconds` into the past (the server's idle clock)."""
@@ -352,7 +358,10 @@ class PageChecks:
     sideways-scroll check. Findings are collected; assert_clean() fails once with the whole list."""
 
     def __init__(self):
-        from axe_playwright_python.sync_playwright import Axe
+        try:
+            from axe_playwright_python.sync_playwright import Axe
+        except ImportError as exc:  # pragma: no cover
+            unavailable("axe-playwright-python", str(exc))
 
         self.axe = Axe()
         self.violations: list[Finding] = []
@@ -439,5 +448,5 @@ def flash_texts(page) -> list[str]:
     return [t.strip() for t in page.locator(".flashes .alert").all_inner_texts()]
 
 
-__all__ = ["Account", "LiveServer", "PageChecks", "Seeder", "fresh_totp", "oathtool_code", "path_of",
+__all__ = ["expect", "Account", "LiveServer", "PageChecks", "Seeder", "fresh_totp", "oathtool_code", "path_of",
            "sign_in_password", "sign_out", "flash_texts", "DESKTOP", "PHONE", "IDLE_SECONDS", "WARNING_SECONDS"]

@@ -7,10 +7,9 @@ import re
 from datetime import date
 
 import pytest
-from playwright.sync_api import expect
 
 from tests.conftest import PASSWORD
-from tests.e2e.conftest import flash_texts
+from tests.e2e.conftest import expect, flash_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -76,5 +75,10 @@ def test_wrong_activation_code_and_wrong_password_keep_the_input(page, seed, che
     expect(page.get_by_label("6-digit code")).to_have_attribute("aria-invalid", "true")
     expect(page.locator(".field-error")).to_contain_text("That code is not valid")
     checks.check(page, "TOTP: wrong code")
+
+    # a mistyped address: the 404 page explains and offers a way on
+    resp = page.goto("/no-such-page")
+    assert resp.status == 404
+    checks.check(page, "not found")
 
     checks.assert_clean()

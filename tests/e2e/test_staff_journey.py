@@ -7,9 +7,8 @@ import re
 from datetime import date
 
 import pytest
-from playwright.sync_api import expect
 
-from tests.e2e.conftest import path_of, sign_in_password, sign_out
+from tests.e2e.conftest import expect, path_of, sign_in_password, sign_out
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +70,11 @@ def test_support_issues_activation_and_admin_reads_audit_log(page, seed, checks)
     expect(staff_table).to_contain_text(support.email)
     expect(staff_table.locator("tr", has_text=admin.email)).to_contain_text("This is you")
     checks.check(page, "staff list")
+    page.get_by_role("button", name="Add a staff member").click()
+    expect(page).to_have_url(re.compile(r"/admin/staff/new$"))
+    page.get_by_role("button", name="Create the account").click()  # empty: errors on the fields
+    expect(page.get_by_label("Full name")).to_have_attribute("aria-invalid", "true")
+    checks.check(page, "add staff: errors")
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit log").click()
     expect(page).to_have_url(re.compile(r"/admin/audit$"))

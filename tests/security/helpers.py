@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from html.parser import HTMLParser
 
 from sqlalchemy import func, select
@@ -139,3 +144,36 @@ def replay_client(app, cookie_value: str):
     c = app.test_client()
     c.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie_value)
     return c
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROD_PROBE = r"""
+import json, os, sys
+os.environ.update(SECRET_KEY="s" * 48, DATABASE_URL="postgresql+psycopg://u@db/portal",
+                  FIELD_ENCRYPTION_KEYS="q6K5dX0yq4b2Wl3VJ9lJrJx3f2h1QbQJd2c8Yk9b0m4=", PORTAL_ENV="production")
+os.environ.pop("REDIS_URL", None)
+from config import ProductionConfig
+from portal import create_app
+app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI="sqlite://", RATELIMIT_STORAGE_URI="memory://")
+c = app.test_client()
+r = c.get("/signin", base_url="https://portal.example", headers={"X-Forwarded-Proto": "https"})
+s = c.get("/static/css/portal.css", base_url="https://portal.example")
+print(json.dumps({"cookies": r.headers.getlist("Set-Cookie"), "hsts": r.headers.get("Strict-Transport-Security"),
+                  "headers": {k: v for k, v in r.headers.items() if k != "Set-Cookie"},
+                  "scheme": app.config["PREFERRED_URL_SCHEME"], "proxy_fix": type(app.wsgi_app).__name__,
+                  "static_hsts": s.headers.get("Strict-Transport-Security"), "status": r.status_code,
+                  "remember": app.config.get("REMEMBER_COOKIE_DURATION").total_seconds(),
+                  "server": r.headers.get("Server")}))
+"""
+
+
+def production_probe() -> dict:
+    """ProductionConfig in a separate interpreter: creating it here would rebind the process-wide
+    Celery/limiter settings the other tests rely on."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_URL",)}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", PROD_PROBE], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -39,9 +39,12 @@ class World:
         self.victim_session = sign_in_session(self.victim_client, self.victim)
         self.victim_staff = make_user("support")
         self.victim_staff_session = sign_in_session(app.test_client(), self.victim_staff)
-        locked = utcnow() + timedelta(minutes=10)
+        from portal.accounts import services
+
         for u in (self.victim, self.victim_staff):
-            u.failed_attempts, u.locked_until = 10, locked
+            for _ in range(10):  # lock both accounts the real way
+                services._record_failure(services._email_key(u.email), "192.0.2.1", u,
+                                         services.EventTag.SIGNIN_FAILURE, "setup")
         db.session.commit()
         self.attackers = {}
         for role in ROLES:  # the "patient" attacker is a second patient
@@ -68,8 +71,11 @@ class World:
     def victim_state(self, db):
         db.session.expire_all()
         v, s = db.session.get(User, self.victim.id), db.session.get(User, self.victim_staff.id)
-        return (v.locked_until is not None, v.mfa_enabled, v.disabled_at, s.role, s.disabled_at,
-                s.locked_until is not None, s.mfa_enabled,
+        from portal.accounts.services import lock_status
+
+        locks = lock_status([v, s])
+        return (v.id in locks, v.mfa_enabled, v.disabled_at, s.role, s.disabled_at,
+                s.id in locks, s.mfa_enabled,
                 db.session.get(UserSession, self.victim_session.id).revoked_at,
                 db.session.get(UserSession, self.victim_staff_session.id).revoked_at,
                 db.session.execute(select(func.count()).select_from(AccessGrant)).scalar_one())

@@ -20,6 +20,8 @@ FORM_DATA = {
     "auth.reset_password": {"password": "a brand new passphrase for 2026"},
     "account.change_password": {"current_password": PASSWORD, "password": "a brand new passphrase for 2026"},
     "account.recovery_codes": {"current_password": PASSWORD},
+    "account.change_email": {"current_password": PASSWORD, "email": "moved@test.example"},
+    "account.change_authenticator": {"current_password": PASSWORD, "code": "000000"},
     "support.mfa_reset": {"method": "photo_id_in_person", "birth_date_confirmed": "y"},
     "admin.staff_new": {"email": "newstaff@test.example", "display_name": "New Staff", "role": "billing"},
     "admin.staff_role": {"role": "billing"},

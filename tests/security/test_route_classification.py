@@ -14,7 +14,7 @@ from tests.security.helpers import ROLES, build, methods, routes, snapshot, tabl
 EXPECTED_BY_PREFIX = {
     "main": {("public", None), ("patient", None), ("signed_in", None)},
     "auth": {("public", None), ("pending", None)},
-    "account": {("signed_in", None)},
+    "account": {("signed_in", None), ("public", None)},  # public: only the emailed confirmation link
     "records": {("patient", None)},
     "support": {("staff", f) for f in ("patient_search", "patient_demographics", "activation",
                                        "account_unlock", "mfa_reset")},
@@ -26,7 +26,7 @@ EXPECTED_BY_PREFIX = {
 PUBLIC_ALLOWLIST = {
     "main.index", "main.help", "main.set_language", "main.healthz",
     "auth.signin", "auth.signout", "auth.activate", "auth.verify_email",
-    "auth.forgot_password", "auth.reset_password",
+    "auth.forgot_password", "auth.reset_password", "account.confirm_email_change",
 }
 PENDING_ALLOWLIST = {"auth.signin_mfa", "auth.signin_recovery", "auth.mfa_setup"}
 
@@ -50,7 +50,8 @@ def test_classes_match_the_table_per_prefix(app):
 def test_public_and_pending_routes_are_exactly_the_reviewed_ones(app):
     public = {r.endpoint for r, a in routes(app) if a[0] == "public"}
     pending = {r.endpoint for r, a in routes(app) if a[0] == "pending"}
-    assert public == PUBLIC_ALLOWLIST, f"public routes changed: +{public - PUBLIC_ALLOWLIST} -{PUBLIC_ALLOWLIST - public}"
+    assert public == PUBLIC_ALLOWLIST, \
+        f"public routes changed: +{public - PUBLIC_ALLOWLIST} -{PUBLIC_ALLOWLIST - public}"
     assert pending == PENDING_ALLOWLIST
 
 
@@ -108,12 +109,21 @@ def test_get_never_changes_state(app, db, make_user, who):
     assert not changed, f"GET requests as {who} changed state: {changed}"
 
 
+def test_state_changing_gets_are_only_the_emailed_links(app):
+    """GETs with a token argument apply a signed, single-purpose link from an email (confirm address,
+    confirm email change); every other GET with arguments is a view."""
+    links = sorted(r.endpoint for r, _a in routes(app) if "GET" in methods(r) and "token" in r.arguments
+                   and "POST" not in methods(r))
+    assert links == ["account.confirm_email_change", "auth.verify_email"], links
+
+
 def test_get_with_arguments_changes_nothing_but_the_audit_log(app, db, make_user, make_patient, login_as):
     """Staff views and searches write audit rows (by design) and nothing else."""
     patient_user = make_user("patient")
     pid = patient_user._patient.public_id
     tables = [t for t in table_names(db) if t != "audit_events"]
-    for role, path in [("support", f"/support/patients/{pid}"), ("support", f"/support?q={patient_user._patient.family_name}"),
+    for role, path in [("support", f"/support/patients/{pid}"),
+                       ("support", f"/support?q={patient_user._patient.family_name}"),
                        ("admin", "/admin/audit?action=patient.view"), ("admin", "/admin/audit/export.csv"),
                        ("clinician", build(app, "support.patient", public_id=pid))]:
         client, _u = login_as(role)
