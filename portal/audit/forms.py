@@ -1,10 +1,10 @@
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
+from portal.core.forms import PortalForm
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import Length, Optional
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(PortalForm):
     class Meta:
         csrf = False  # GET filter form; changes nothing
 

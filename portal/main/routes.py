@@ -54,9 +54,3 @@ def set_language():
             session["lang"] = form.lang.data
             db.session.commit()
     return redirect(safe_next(form.next.data) or url_for("main.index"))
-
-
-@bp.route("/healthz")
-@access_rule("public")
-def healthz():
-    return "ok", 200, {"Content-Type": "text/plain"}

@@ -24,7 +24,7 @@ EXPECTED_BY_PREFIX = {
 
 # Routes anyone on the internet may call. Adding one is a security review decision.
 PUBLIC_ALLOWLIST = {
-    "main.index", "main.help", "main.set_language", "main.healthz",
+    "main.index", "main.help", "main.set_language",
     "auth.signin", "auth.signout", "auth.activate", "auth.verify_email",
     "auth.forgot_password", "auth.reset_password", "account.confirm_email_change",
 }
