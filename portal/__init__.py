@@ -139,7 +139,7 @@ def register_request_hooks(app: Flask) -> None:
     from portal.accounts import sessions
     from portal.core import access, headers
     from portal.core.db import utcnow
-    from portal.core.i18n import category_label, local_date, local_datetime, role_label
+    from portal.core.i18n import access_label, category_label, local_date, local_datetime, role_label
 
     @app.before_request
     def _before():
@@ -162,6 +162,7 @@ def register_request_hooks(app: Flask) -> None:
             "role_label": role_label,
             "now_utc": utcnow,
             "category_label": category_label,
+            "access_label": access_label,
         }
 
     app.jinja_env.filters["localdt"] = local_datetime

@@ -56,6 +56,19 @@ def category_label(category: str | None) -> str:
     }.get(category or "", category or _("Record"))
 
 
+def access_label(action: str | None, category: str | None) -> str:
+    """Plain words for a staff action on a patient's record, for the patient's "who viewed" list."""
+    from flask_babel import gettext as _
+
+    if action == "patient.view":
+        return _("Viewed: %(what)s", what=category_label(category))
+    return {
+        "account.activation.issued": _("Issued an activation code"),
+        "account.unlocked": _("Unlocked your portal account"),
+        "auth.mfa.reset": _("Reset your two-step verification"),
+    }.get(action or "", _("Used your record"))
+
+
 def local_date(value, fmt: str = "medium") -> str:
     from flask_babel import format_date
 
