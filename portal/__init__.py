@@ -70,6 +70,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across app crashes; fsync at checkpoints
         cur.close()
 
 
@@ -139,7 +140,14 @@ def register_request_hooks(app: Flask) -> None:
     from portal.accounts import sessions
     from portal.core import access, headers
     from portal.core.db import utcnow
-    from portal.core.i18n import access_label, category_label, local_date, local_datetime, role_label
+    from portal.core.i18n import (
+        access_label,
+        category_label,
+        local_date,
+        local_datetime,
+        role_label,
+        install_template_gettext,
+    )
 
     @app.before_request
     def _before():
@@ -165,6 +173,7 @@ def register_request_hooks(app: Flask) -> None:
             "access_label": access_label,
         }
 
+    install_template_gettext(app.jinja_env)
     app.jinja_env.filters["localdt"] = local_datetime
     app.jinja_env.filters["localdate"] = local_date
 

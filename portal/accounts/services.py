@@ -10,15 +10,15 @@ from datetime import timedelta
 from flask import current_app, url_for
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import func, select, update
 
-from portal.accounts import mfa, sessions
+from portal.accounts import lockout, mfa, sessions
+from portal.accounts.lockout import normalise_email
 from portal.accounts.models import (
     ROLES,
     STAFF_ROLES,
     AccessGrant,
     ActivationCode,
-    LoginFailure,
     SupportIdentityCheck,
     User,
 )
@@ -44,135 +44,46 @@ class EmailNotVerified(DomainError):
     pass
 
 
-def normalise_email(email: str | None) -> str:
-    return (email or "").strip().lower()[:254]
-
-
-def _email_key(email: str) -> str:
-    return hashlib.sha256(normalise_email(email).encode()).hexdigest()
-
-
-def _limits():
-    cfg = current_app.config
-    return cfg["LOGIN_FAILURES_PER_WINDOW"], cfg["LOGIN_FAILURE_WINDOW_SECONDS"], cfg["IP_FAILURES_PER_WINDOW"]
-
-
-def _check_throttles(account_key: str, ip: str | None) -> None:
-    per_acct, window, per_ip = _limits()
-    waits = [throttle.retry_after("ip-fail", ip or "-", per_ip, window)]
-    row = db.session.execute(select(LoginFailure).where(LoginFailure.account_key == account_key)
-                             .execution_options(populate_existing=True)).scalars().first()
-    now = utcnow()
-    if row is not None and row.locked_until is not None and row.locked_until > now:
-        waits.append(int((row.locked_until - now).total_seconds()) + 1)
-    wait = max(waits)
-    if wait:
-        raise Throttled(wait)
-
-
-def _upsert(dialect: str):
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
-
-
-def _count_failure(account_key: str) -> int:
-    """Atomically add one failure to the email's window (a fresh window once the old one has passed);
-    returns the count in the current window."""
-    per_acct, window, _ = _limits()
-    now = utcnow()
-    expired = LoginFailure.window_started_at < now - timedelta(seconds=window)
-    insert = _upsert(db.session.get_bind().dialect.name)
-    stmt = insert(LoginFailure).values(account_key=account_key, failures=1, window_started_at=now)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[LoginFailure.account_key],
-        set_={
-            "failures": case((expired, 1), else_=LoginFailure.failures + 1),
-            "window_started_at": case((expired, now), else_=LoginFailure.window_started_at),
-        },
-    ).returning(LoginFailure.failures)
-    failures = db.session.execute(stmt).scalar_one()
-    if failures >= per_acct:
-        db.session.execute(update(LoginFailure).where(LoginFailure.account_key == account_key)
-                           .values(locked_until=now + timedelta(seconds=current_app.config["ACCOUNT_LOCK_SECONDS"])))
-    return failures
-
-
-def _record_failure(account_key: str, ip: str | None, user: User | None, tag: EventTag, reason: str) -> None:
-    per_acct, window, per_ip = _limits()
-    throttle.record_failure("ip-fail", ip or "-", per_ip, window)
-    failures = _count_failure(account_key)
-    if user is not None and failures == per_acct:
-        record_event(EventTag.SIGNIN_LOCKED, actor=user, outcome="failure", detail={"failures": failures})
-    record_event(tag, actor=user, outcome="failure", detail={"reason": reason})
-    db.session.flush()
-
-
-def _clear_failures(account_key: str) -> None:
-    db.session.execute(delete(LoginFailure).where(LoginFailure.account_key == account_key))
-
-
-def _record_success(account_key: str, user: User) -> None:
-    _clear_failures(account_key)
-
-
-def lock_status(users) -> dict[int, object]:
-    """{user id: locked_until} for the given users that are locked now (one query)."""
-    by_key = {_email_key(u.email): u.id for u in users}
-    if not by_key:
-        return {}
-    rows = db.session.execute(select(LoginFailure).where(LoginFailure.account_key.in_(list(by_key)),
-                                                         LoginFailure.locked_until > utcnow())).scalars()
-    return {by_key[r.account_key]: r.locked_until for r in rows}
-
-
-def failure_count(user: User) -> int:
-    row = db.session.get(LoginFailure, _email_key(user.email), populate_existing=True)
-    return row.failures if row else 0
-
-
 def authenticate(email: str, password: str, ip: str | None) -> User:
     """Password step. Raises Throttled, AuthFailed (generic) or EmailNotVerified."""
-    key = _email_key(email)
+    key = lockout.account_key(email)
     user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
-    _check_throttles(key, ip)
+    lockout.check(key, ip)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled_at is not None:
-        _record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "password" if user else "unknown_account")
+        lockout.record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "password" if user else "unknown_account")
         raise AuthFailed(_("That email and password do not match our records."))
     if user.role == "patient" and user.email_verified_at is None:
         send_verification_email(user)
         raise EmailNotVerified(_("Please confirm your email address first. We have sent you a new link."))
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
-    _record_success(key, user)
+    lockout.clear(key)
     record_event(EventTag.SIGNIN_SUCCESS, actor=user, detail={"step": "password"})
     db.session.flush()
     return user
 
 
 def verify_second_factor(user: User, code: str, ip: str | None, *, recovery: bool = False) -> None:
-    key = _email_key(user.email)
-    _check_throttles(key, ip)
+    key = lockout.account_key(user.email)
+    lockout.check(key, ip)
     ok = mfa.use_recovery_code(user, code) if recovery else mfa.verify_totp(user, code)
     if not ok:
-        _record_failure(key, ip, user, EventTag.MFA_FAILURE, "recovery" if recovery else "totp")
+        lockout.record_failure(key, ip, user, EventTag.MFA_FAILURE, "recovery" if recovery else "totp")
         raise AuthFailed(_("That code is not valid. Check your authenticator app and try again."))
-    _record_success(key, user)
+    lockout.clear(key)
     record_event(EventTag.MFA_RECOVERY_USED if recovery else EventTag.MFA_SUCCESS, actor=user)
     db.session.flush()
 
 
 def reauthenticate(user: User, record, password: str, ip: str | None) -> None:
     """Sensitive changes ask for the current password (or accept a sign-in within 5 minutes)."""
-    key = _email_key(user.email)
-    _check_throttles(key, ip)
+    key = lockout.account_key(user.email)
+    lockout.check(key, ip)
     if not verify_password(user.password_hash, password):
-        _record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "reauth")
+        lockout.record_failure(key, ip, user, EventTag.SIGNIN_FAILURE, "reauth")
         raise AuthFailed(_("Your current password is not correct."), field="current_password")
-    _record_success(key, user)
+    lockout.clear(key)
     sessions.mark_reauthenticated(record)
     record_event(EventTag.REAUTH, actor=user)
 
@@ -230,7 +141,7 @@ def verify_email(token: str) -> User | None:
 
 def request_password_reset(email: str, ip: str | None) -> None:
     """Same outcome whatever the email: a link goes out only when an active account has it."""
-    per_acct, window, per_ip = _limits()
+    per_acct, window, per_ip = lockout.limits()
     wait = throttle.retry_after("reset-ip", ip or "-", per_ip, window)
     if wait:
         raise Throttled(wait)
@@ -258,7 +169,7 @@ def _set_password(user: User, new_password: str) -> None:
 
 def reset_password(user: User, new_password: str) -> None:
     _set_password(user, new_password)
-    _clear_failures(_email_key(user.email))
+    lockout.clear(lockout.account_key(user.email))
     sessions.revoke_all(user, "password_reset")
     record_event(EventTag.PASSWORD_RESET, actor=user)
     send_after_commit(user.email, "password_changed", user.preferred_language or "en")
@@ -282,13 +193,13 @@ def regenerate_recovery_codes(user: User, record, current_password: str, ip: str
 
 
 def finish_enrolment(user: User, code: str, ip: str | None) -> list[str]:
-    key = _email_key(user.email)
-    _check_throttles(key, ip)
+    key = lockout.account_key(user.email)
+    lockout.check(key, ip)
     if not mfa.confirm_enrolment(user, code):
-        _record_failure(key, ip, user, EventTag.MFA_FAILURE, "enrolment")
+        lockout.record_failure(key, ip, user, EventTag.MFA_FAILURE, "enrolment")
         raise AuthFailed(_("That code did not match. Check the time on your phone and enter the newest code."),
                          field="code")
-    _record_success(key, user)
+    lockout.clear(key)
     record_event(EventTag.MFA_ENROLLED, actor=user)
     send_after_commit(user.email, "mfa_enabled", user.preferred_language or "en")
     return mfa.new_recovery_codes(user)
@@ -393,7 +304,7 @@ def issue_activation(staff: User, patient: Patient) -> str:
 
 def activate(code: str, birth_date, email: str, password: str, ip: str | None, language: str = "en") -> User | None:
     """Patient self-activation. Every mismatch gives the same answer, so nothing about a record leaks."""
-    per_acct, window, per_ip = _limits()
+    per_acct, window, per_ip = lockout.limits()
     wait = throttle.retry_after("activate-ip", ip or "-", per_ip, window)
     if wait:
         raise Throttled(wait)
@@ -505,7 +416,7 @@ def set_disabled(admin: User, user: User, disabled: bool) -> None:
 
 def unlock(staff: User, user: User, patient: Patient | None = None) -> None:
     require_function(staff, "account_unlock")
-    _clear_failures(_email_key(user.email))
+    lockout.clear(lockout.account_key(user.email))
     record_event(EventTag.ACCOUNT_UNLOCKED, actor=staff, patient=patient, object_type="user",
                  object_id=user.public_id)
     db.session.flush()

@@ -3,6 +3,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 
+from portal.accounts import lockout
 from portal.accounts import services as account_services
 from portal.accounts.forms import EmptyForm, MfaResetForm, RoleForm, StaffForm
 from portal.accounts.models import STAFF_ROLES, User
@@ -27,7 +28,7 @@ def _staff_or_404(public_id: str) -> User:
 def staff():
     users = db.session.execute(select(User).where(User.role.in_(STAFF_ROLES))
                                .order_by(User.display_name)).scalars().all()
-    return render_template("admin/staff.html", users=users, locks=account_services.lock_status(users),
+    return render_template("admin/staff.html", users=users, locks=lockout.lock_status(users),
                            form=EmptyForm(), role_form=RoleForm(),
                            mfa_form=MfaResetForm())
 

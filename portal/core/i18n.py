@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+from jinja2.ext import _make_new_gettext, _make_new_ngettext
+
 from flask import current_app, request, session
 from flask_babel import format_datetime
 from flask_login import current_user
@@ -73,3 +75,32 @@ def local_date(value, fmt: str = "medium") -> str:
     from flask_babel import format_date
 
     return "" if value is None else format_date(value, fmt)
+
+
+def _request_translations():
+    from flask import g
+    from flask_babel import get_translations
+
+    tr = g.get("_portal_translations")
+    if tr is None:
+        tr = g._portal_translations = get_translations()
+    return tr
+
+
+def forget_request_translations() -> None:
+    """Call around force_locale() blocks that render templates (emails in the recipient's language)."""
+    from flask import g, has_app_context
+
+    if has_app_context():
+        g.pop("_portal_translations", None)
+
+
+def install_template_gettext(jinja_env) -> None:
+    """Replace Flask-Babel's Jinja gettext/ngettext with ones bound to the request's catalogue.
+
+    Flask-Babel's callables look up the context, domain, locale and catalogue on every string (about
+    40% of rendering a simple page); the catalogue cannot change within a request, so it is resolved
+    once and kept on `g`. Same behaviour: Jinja's new-style autoescaping and %(name)s formatting."""
+    gettext = _make_new_gettext(lambda s: _request_translations().ugettext(s))
+    ngettext = _make_new_ngettext(lambda s, p, n: _request_translations().ungettext(s, p, n))
+    jinja_env.globals.update(gettext=gettext, _=gettext, ngettext=ngettext)

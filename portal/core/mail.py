@@ -26,9 +26,15 @@ log = logging.getLogger("portal.mail")
 
 
 def build_message(to: str, template: str, locale: str = "en", **context) -> EmailMessage:
-    with force_locale(locale or "en"):
-        subject = render_template(f"email/{template}/subject.txt", **context).strip()
-        body = render_template(f"email/{template}/body.txt", **context)
+    from portal.core.i18n import forget_request_translations
+
+    forget_request_translations()  # the templates' catalogue is cached per request: switch it
+    try:
+        with force_locale(locale or "en"):
+            subject = render_template(f"email/{template}/subject.txt", **context).strip()
+            body = render_template(f"email/{template}/body.txt", **context)
+    finally:
+        forget_request_translations()
     msg = EmailMessage()
     msg["Subject"] = subject
     msg["From"] = current_app.config["MAIL_DEFAULT_SENDER"]

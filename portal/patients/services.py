@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_
 
 from portal.core.access import patient_for, require_function, scoped_patients
 from portal.core.audit import EventTag, record_event

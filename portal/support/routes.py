@@ -2,6 +2,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
+from portal.accounts import lockout
 from portal.accounts import services as account_services
 from portal.accounts.forms import EmptyForm, MfaResetForm, PatientSearchForm
 from portal.core.access import access_rule, may_use, patient_for
@@ -40,7 +41,7 @@ def patient(public_id):
     db.session.commit()
     account = account_services.patient_account(patient)
     return render_template("support/patient.html", patient=patient, account=account,
-                           locked_until=account_services.lock_status([account]).get(account.id) if account else None,
+                           locked_until=lockout.lock_status([account]).get(account.id) if account else None,
                            can_activate=may_use(current_user, "activation"),
                            can_unlock=may_use(current_user, "account_unlock"),
                            can_reset=may_use(current_user, "mfa_reset"),

@@ -1,13 +1,13 @@
 import re
 from datetime import timedelta
 
-from flask import url_for
+
 from sqlalchemy import select
 
 from portal.accounts import services
 from portal.accounts.models import AccessGrant, ActivationCode, User
 from portal.core.db import utcnow
-from tests.helpers import post_form, totp_now
+from tests.helpers import post_form
 
 GOOD_PASSWORD = "maple orbit cello window"
 

@@ -123,6 +123,6 @@ def test_concurrent_failures_are_all_counted(committing_app):
     results = _race(committing_app, 8, attempt)
     assert all(results)
     with committing_app.app_context():
-        from portal.accounts.services import failure_count
+        from portal.accounts.lockout import failure_count
 
         assert failure_count(db.session.get(User, user_id)) == 8

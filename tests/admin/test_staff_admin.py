@@ -1,6 +1,5 @@
 import re
 
-from click.testing import CliRunner  # noqa: F401
 from sqlalchemy import select
 
 from portal.accounts.models import User

@@ -58,6 +58,6 @@ def test_sign_in_still_works_and_locks_with_redis_down(app, db, make_user, monke
     statuses = [post_form(other, "/signin", {"email": user.email, "password": "wrong password again"}).status_code
                 for _ in range(11)]
     assert statuses[:10] == [401] * 10 and statuses[10] == 429
-    from portal.accounts.services import lock_status
+    from portal.accounts.lockout import lock_status
 
     assert user.id in lock_status([user])

@@ -241,7 +241,7 @@ class Seeder:
 
     def age_sessions(self, email: str, seconds: int) -> int:
         """Move the live sessions' last activity `seconds` into the past (the server's idle clock)."""
-        from sqlalchemy import select, update
+        from sqlalchemy import select
 
         from portal.accounts.models import User, UserSession
         from portal.extensions import db

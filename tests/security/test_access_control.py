@@ -3,7 +3,7 @@ and §1.2: a password-only (pre-MFA) session reaches no patient data."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+
 
 from sqlalchemy import func, select
 
@@ -39,12 +39,12 @@ class World:
         self.victim_session = sign_in_session(self.victim_client, self.victim)
         self.victim_staff = make_user("support")
         self.victim_staff_session = sign_in_session(app.test_client(), self.victim_staff)
-        from portal.accounts import services
+        from portal.accounts import lockout
+        from portal.core.audit import EventTag
 
         for u in (self.victim, self.victim_staff):
             for _ in range(10):  # lock both accounts the real way
-                services._record_failure(services._email_key(u.email), "192.0.2.1", u,
-                                         services.EventTag.SIGNIN_FAILURE, "setup")
+                lockout.record_failure(lockout.account_key(u.email), "192.0.2.1", u, EventTag.SIGNIN_FAILURE, "setup")
         db.session.commit()
         self.attackers = {}
         for role in ROLES:  # the "patient" attacker is a second patient
@@ -71,7 +71,7 @@ class World:
     def victim_state(self, db):
         db.session.expire_all()
         v, s = db.session.get(User, self.victim.id), db.session.get(User, self.victim_staff.id)
-        from portal.accounts.services import lock_status
+        from portal.accounts.lockout import lock_status
 
         locks = lock_status([v, s])
         return (v.id in locks, v.mfa_enabled, v.disabled_at, s.role, s.disabled_at,

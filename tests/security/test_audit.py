@@ -245,12 +245,12 @@ def test_report_filters(app, db, login_as, history):
     for f, expected in cases:
         _rows, total, _pages = audit_services.report(admin, f)
         assert total == expected, f
-    r = client.get(f"/admin/audit?start=2025-02-01&end=2025-02-28")
+    r = client.get("/admin/audit?start=2025-02-01&end=2025-02-28")
     assert r.status_code == 200 and re.search(r"\b1 event\b", r.get_data(as_text=True))
     r = client.get(f"/admin/audit?actor={a.email}&mrn={p2.mrn}")
     body = r.get_data(as_text=True)
     assert re.search(r"\b1 event\b", body) and "account.unlocked" in body
-    r = client.get(f"/admin/audit?action=patient.view&start=2025-01-01&end=2025-01-31")
+    r = client.get("/admin/audit?action=patient.view&start=2025-01-01&end=2025-01-31")
     assert re.search(r"\b1 event\b", r.get_data(as_text=True)) and p1.mrn in r.get_data(as_text=True)
 
 

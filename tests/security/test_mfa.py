@@ -140,7 +140,7 @@ def test_ten_wrong_codes_lock_the_account_and_the_eleventh_gets_429(app, db, mak
         assert statuses == [401] * 10
         db.session.expire_all()
         locked = db.session.get(User, user.id)
-        from portal.accounts.services import failure_count, lock_status
+        from portal.accounts.lockout import failure_count, lock_status
 
         assert failure_count(locked) == 10 and locked.id in lock_status([locked])
         # the 11th try, even with the right code, is refused

@@ -348,7 +348,7 @@ def test_sensitive_changes_refuse_a_wrong_current_password(app, db, make_user):
     db.session.expire_all()
     after = db.session.get(User, user.id)
     assert (after.email, after.password_hash, after.totp_secret_enc, mfa.unused_recovery_count(after)) == state
-    from portal.accounts.services import failure_count
+    from portal.accounts.lockout import failure_count
 
     assert failure_count(after) == len(SENSITIVE)  # each wrong password counts towards the lock
     assert client.get("/record").status_code == 200

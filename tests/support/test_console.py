@@ -63,14 +63,14 @@ def test_unlock_clears_lock(app, db, login_as, make_user):
     anon = app.test_client()
     for _ in range(10):
         post_form(anon, "/signin", {"email": patient_user.email, "password": "wrong password here!"})
-    from portal.accounts import services
+    from portal.accounts import lockout
 
-    assert services.lock_status([patient_user])
+    assert lockout.lock_status([patient_user])
     client, staff = login_as("support")
     pid = patient_user._patient.public_id
     r = post_form(client, f"/support/patients/{pid}/unlock", {}, get_path=f"/support/patients/{pid}")
     assert r.status_code == 302
-    assert services.lock_status([patient_user]) == {} and services.failure_count(patient_user) == 0
+    assert lockout.lock_status([patient_user]) == {} and lockout.failure_count(patient_user) == 0
     r = sign_in(app.test_client(), patient_user.email, DEFAULT_PASSWORD, patient_user._totp_secret)
     assert r.status_code == 302 and r.location.endswith("/home")
 
