@@ -12,7 +12,9 @@ from flask_wtf import CSRFProtect
 from portal.core.db import Base
 from portal.core.throttle import Throttle
 
-db = SQLAlchemy(model_class=Base)
+# expire_on_commit=False: routes commit once and then render; without it every object the template
+# touches is reloaded, opening a second transaction per request (on SQLite, a second write lock).
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -184,6 +184,10 @@ def app(smtp_server, tmp_path_factory):
 
     def _fresh_g(sender, **extra):
         g.__dict__.clear()
+        # ...and, as production's per-request session would, read rows afresh.
+        from portal.extensions import db as _db
+
+        _db.session.expire_all()
 
     request_started.connect(_fresh_g, app, weak=False)
     yield app
@@ -212,7 +216,8 @@ def db(app):
         transaction = connection.begin()
         original = _db.session
         _db.session = _db._make_scoped_session(
-            {"bind": connection, "join_transaction_mode": "create_savepoint", "class_": _ConnectionBoundSession}
+            {"bind": connection, "join_transaction_mode": "create_savepoint", "class_": _ConnectionBoundSession,
+             "expire_on_commit": False}
         )
         app.extensions["portal_throttle"].reset_all()
         from portal.extensions import limiter
