@@ -367,13 +367,6 @@ class PageChecks:
         self.violations: list[Finding] = []
         self.scroll: list[str] = []
         self.pages: list[str] = []
-        self.bugs: list[str] = []
-
-    def known_bug(self, ok: bool, what: str) -> None:
-        """A check that fails because of a reported bug outside tests/ and templates we may edit: the
-        journey goes on, and assert_clean() ends the test as xfail (a pass once the bug is fixed)."""
-        if not ok:
-            self.bugs.append(what)
 
     def axe_check(self, page, label: str) -> None:
         width = page.viewport_size["width"]
@@ -415,8 +408,6 @@ class PageChecks:
         problems = self.report()
         assert not problems, (f"{len(self.violations)} axe violation(s), {len(self.scroll)} sideways-scroll "
                               f"problem(s) on {len(self.pages)} page(s):\n{problems}")
-        if self.bugs:
-            pytest.xfail("known bug(s), see the e2e report: " + "; ".join(self.bugs))
 
 
 @pytest.fixture()

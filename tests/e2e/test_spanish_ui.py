@@ -90,11 +90,8 @@ def test_language_switcher_and_persisted_choice(page, context, seed, checks):
 
     page.locator("#signout-form button[type=submit]").click()
     page.wait_for_url(re.compile(r"/signin"))
-    # Known bug: sessions.end_current() keeps the language on purpose, but sign-out's Clear-Site-Data
-    # "cookies" deletes the cookie holding it (the flash already moved to ?reason=signed_out; the language
-    # needs the same). Patch in the e2e report; this check turns the test into xfail until then.
-    checks.known_bug(page.locator("html").get_attribute("lang") == "es",
-                     "language choice lost at sign-out (Clear-Site-Data cookies, portal/accounts/routes.py signout)")
+    # sign-out's Clear-Site-Data wipes cookies; the language rides on the redirect and survives
+    assert page.locator("html").get_attribute("lang") == "es"
     checks.check(page, "signed out")
 
     # next sign-in (recovery code this time: the TOTP step is spent) is Spanish from the account
