@@ -208,8 +208,13 @@ def signout():
             record_event(EventTag.SIGNOUT, actor=record.user, object_type="session", object_id=record.public_id)
         sessions.end_current("signout")
         db.session.commit()
-    # Clear-Site-Data wipes cookies (and so any flash and the language): both ride on the URL instead.
-    response = redirect(url_for("auth.signin", reason="signed_out", lang=_current_lang()))
+    return _signed_out_redirect("signed_out")
+
+
+def _signed_out_redirect(reason: str):
+    """To the sign-in page, clearing the browser's copy of everything (ONC (d)(7)). Clear-Site-Data
+    wipes cookies, and so any flash and the language: both ride on the URL instead."""
+    response = redirect(url_for("auth.signin", reason=reason, lang=_current_lang()))
     response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
     return response
 
@@ -355,9 +360,7 @@ def revoke_all_sessions():
         record_event(EventTag.SESSION_REVOKED, object_type="session", object_id="all", detail={"count": n})
         sessions.end_current("signout_everywhere")
         db.session.commit()
-        response = redirect(url_for("auth.signin", reason="signed_out_everywhere", lang=_current_lang()))
-        response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
-        return response
+        return _signed_out_redirect("signed_out_everywhere")
     return redirect(url_for("account.session_list"))
 
 
