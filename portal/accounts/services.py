@@ -343,6 +343,16 @@ def activate(code: str, birth_date, email: str, password: str, ip: str | None, l
                           link=current_app.config["PUBLIC_BASE_URL"] + url_for("auth.forgot_password"))
         db.session.flush()
         return None
+    # Claim the code atomically: of two simultaneous submits (a double click, two tabs) one wins and the
+    # other gets the generic answer, so a code can never open two accounts.
+    claimed = db.session.execute(
+        update(ActivationCode).where(ActivationCode.id == row.id, ActivationCode.used_at.is_(None),
+                                     ActivationCode.revoked_at.is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise DomainError(generic)
+    row.used_at = now
     if user is None:
         user = User(email=email_n, role="patient", display_name=patient.given_name,
                     password_hash=hash_password(password), preferred_language=language,
@@ -355,7 +365,6 @@ def activate(code: str, birth_date, email: str, password: str, ip: str | None, l
         user.password_hash = hash_password(password)
         user.password_changed_at = now
         user.preferred_language = language
-    row.used_at = now
     record_event(EventTag.ACTIVATION_COMPLETED, actor=user, patient=patient)
     db.session.flush()
     send_verification_email(user)

@@ -126,3 +126,47 @@ def test_concurrent_failures_are_all_counted(committing_app):
         from portal.accounts.lockout import failure_count
 
         assert failure_count(db.session.get(User, user_id)) == 8
+
+
+def test_one_activation_code_submitted_eight_times_at_once_opens_one_account(committing_app):
+    from sqlalchemy import func, select
+
+    from portal.accounts import services
+    from portal.accounts.models import AccessGrant, User
+    from portal.core.errors import DomainError
+    from portal.extensions import db
+    from tests.factories import PatientFactory, create_user
+
+    with committing_app.app_context():
+        staff = create_user("support")
+        patient = PatientFactory.create()
+        db.session.commit()
+        with committing_app.test_request_context():
+            code = services.issue_activation(staff, patient)
+        db.session.commit()
+        patient_id, birth = patient.id, patient.birth_date
+
+    def attempt():
+        n = threading.get_ident() % 100000
+        with committing_app.test_request_context():
+            for _ in range(20):
+                try:
+                    user = services.activate(code, birth, f"race{n}@example.org", "tidal mosaic orchard 31",
+                                             "10.0.0.9")
+                    db.session.commit()
+                    return user is not None
+                except DomainError:
+                    db.session.rollback()
+                    return False
+                except Exception:  # SQLite busy: try again, as a person would
+                    db.session.rollback()
+                    time.sleep(0.05)
+            return False
+
+    results = _race(committing_app, 8, attempt)
+    assert results.count(True) == 1, results
+    with committing_app.app_context():
+        grants = db.session.execute(select(func.count()).select_from(AccessGrant)
+                                    .where(AccessGrant.patient_id == patient_id)).scalar()
+        patients = db.session.execute(select(func.count()).select_from(User).where(User.role == "patient")).scalar()
+    assert grants == 1 and patients == 1
