@@ -99,10 +99,18 @@ def confirm_enrolment(user: User, code: str, now: float | None = None) -> bool:
     step = _matching_step(secret, clean_code(code), now or time.time(), None)
     if step is None:
         return False
-    user.totp_secret_enc = encrypt(secret)
-    user.totp_pending_enc = None
-    user.totp_enabled_at = utcnow()
-    user.totp_last_step = step
+    # Claimed atomically on the pending secret: of two simultaneous confirmations only one enrols (and
+    # makes the recovery codes the person is shown).
+    values = {"totp_secret_enc": encrypt(secret), "totp_pending_enc": None, "totp_enabled_at": utcnow(),
+              "totp_last_step": step}
+    result = db.session.execute(
+        update(User).where(User.id == user.id, User.totp_pending_enc == user.totp_pending_enc)
+        .values(**values).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return False
+    for key, value in values.items():
+        setattr(user, key, value)
     db.session.flush()
     return True
 

@@ -170,3 +170,30 @@ def test_one_activation_code_submitted_eight_times_at_once_opens_one_account(com
                                     .where(AccessGrant.patient_id == patient_id)).scalar()
         patients = db.session.execute(select(func.count()).select_from(User).where(User.role == "patient")).scalar()
     assert grants == 1 and patients == 1
+
+
+def test_enrolment_confirmed_twice_at_once_enrols_once(committing_app):
+    from portal.accounts import mfa
+    from portal.accounts.models import User
+    from portal.extensions import db
+    from tests.factories import create_user
+
+    with committing_app.app_context():
+        user = create_user("clinician", mfa=False)
+        secret = mfa.begin_enrolment(user)
+        db.session.commit()
+        user_id = user.id
+    code = pyotp.TOTP(secret).at(time.time())
+
+    def attempt():
+        user = db.session.get(User, user_id)
+        try:
+            ok = mfa.confirm_enrolment(user, code)
+            db.session.commit()
+            return ok
+        except Exception:
+            db.session.rollback()
+            return False
+
+    results = _race(committing_app, 6, attempt)
+    assert results.count(True) == 1, results
