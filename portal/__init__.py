@@ -139,10 +139,8 @@ def register_blueprints(app: Flask) -> None:
 def register_request_hooks(app: Flask) -> None:
     from portal.accounts import sessions
     from portal.core import access, headers
-    from portal.core.db import utcnow
     from portal.core.i18n import (
         access_label,
-        category_label,
         local_date,
         local_datetime,
         role_label,
@@ -168,8 +166,6 @@ def register_request_hooks(app: Flask) -> None:
             "clinic_name": app.config["CLINIC_NAME"],
             "request_id": g.get("request_id"),
             "role_label": role_label,
-            "now_utc": utcnow,
-            "category_label": category_label,
             "access_label": access_label,
         }
 

@@ -32,16 +32,28 @@ def limits():
     return cfg["LOGIN_FAILURES_PER_WINDOW"], cfg["LOGIN_FAILURE_WINDOW_SECONDS"], cfg["IP_FAILURES_PER_WINDOW"]
 
 
+def check_ip(scope: str, ip: str | None) -> None:
+    """Raise Throttled when this IP has used up its window for `scope`."""
+    _, window, per_ip = limits()
+    wait = throttle.retry_after(scope, ip or "-", per_ip, window)
+    if wait:
+        raise Throttled(wait)
+
+
+def count_ip(scope: str, ip: str | None) -> None:
+    _, window, per_ip = limits()
+    throttle.record_failure(scope, ip or "-", per_ip, window)
+
+
 def check(key: str, ip: str | None) -> None:
-    """Raise Throttled when this address is locked or this IP has failed too often."""
-    per_acct, window, per_ip = limits()
-    waits = [throttle.retry_after("ip-fail", ip or "-", per_ip, window)]
+    """Raise Throttled when this address is locked or this IP has failed too often (the longer wait)."""
+    _, window, per_ip = limits()
+    wait = throttle.retry_after("ip-fail", ip or "-", per_ip, window)
     row = db.session.execute(select(LoginFailure).where(LoginFailure.account_key == key)
                              .execution_options(populate_existing=True)).scalars().first()
     now = utcnow()
     if row is not None and row.locked_until is not None and row.locked_until > now:
-        waits.append(int((row.locked_until - now).total_seconds()) + 1)
-    wait = max(waits)
+        wait = max(wait, int((row.locked_until - now).total_seconds()) + 1)
     if wait:
         raise Throttled(wait)
 
@@ -77,9 +89,9 @@ def _count(key: str) -> int:
 
 
 def record_failure(key: str, ip: str | None, user: User | None, tag: EventTag, reason: str) -> None:
-    per_acct, window, per_ip = limits()
-    throttle.record_failure("ip-fail", ip or "-", per_ip, window)
+    count_ip("ip-fail", ip)
     failures = _count(key)
+    per_acct = limits()[0]
     if user is not None and failures == per_acct:
         record_event(EventTag.SIGNIN_LOCKED, actor=user, outcome="failure", detail={"failures": failures})
     record_event(tag, actor=user, outcome="failure", detail={"reason": reason})

@@ -10,12 +10,11 @@ from datetime import timedelta
 from flask import current_app, url_for
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from portal.accounts import lockout, mfa, sessions
 from portal.accounts.lockout import normalise_email
 from portal.accounts.models import (
-    ROLES,
     STAFF_ROLES,
     AccessGrant,
     ActivationCode,
@@ -27,9 +26,9 @@ from portal.core.access import require_function
 from portal.core.audit import EventTag, record_event
 from portal.core.crypto import keyed_hash
 from portal.core.db import utcnow
-from portal.core.errors import DomainError, Throttled
+from portal.core.errors import DomainError
 from portal.core.mail import build_message, send_after_commit
-from portal.extensions import db, throttle
+from portal.extensions import db
 from portal.patients.models import Patient
 
 ACTIVATION_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -47,7 +46,7 @@ class EmailNotVerified(DomainError):
 def authenticate(email: str, password: str, ip: str | None) -> User:
     """Password step. Raises Throttled, AuthFailed (generic) or EmailNotVerified."""
     key = lockout.account_key(email)
-    user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
+    user = user_by_email(email)
     lockout.check(key, ip)
     ok = verify_password(user.password_hash if user else None, password)
     if not ok or user is None or user.disabled_at is not None:
@@ -86,6 +85,10 @@ def reauthenticate(user: User, record, password: str, ip: str | None) -> None:
     lockout.clear(key)
     sessions.mark_reauthenticated(record)
     record_event(EventTag.REAUTH, actor=user)
+
+
+def user_by_email(email: str) -> User | None:
+    return db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
 
 
 # --- signed tokens -------------------------------------------------------------------------
@@ -141,12 +144,9 @@ def verify_email(token: str) -> User | None:
 
 def request_password_reset(email: str, ip: str | None) -> None:
     """Same outcome whatever the email: a link goes out only when an active account has it."""
-    per_acct, window, per_ip = lockout.limits()
-    wait = throttle.retry_after("reset-ip", ip or "-", per_ip, window)
-    if wait:
-        raise Throttled(wait)
-    throttle.record_failure("reset-ip", ip or "-", per_ip, window)
-    user = db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
+    lockout.check_ip("reset-ip", ip)
+    lockout.count_ip("reset-ip", ip)  # every request counts: each one can send a mail
+    user = user_by_email(email)
     if user is None or user.disabled_at is not None:
         # Do the same work as for a real account (token, message, audit row), then drop the message,
         # so the answer takes as long either way.
@@ -227,7 +227,7 @@ def request_email_change(user: User, record, current_password: str, new_email: s
     new_n = normalise_email(new_email)
     if new_n == user.email:
         raise DomainError(_("That is already your email address."), field="email")
-    if db.session.execute(select(func.count()).select_from(User).where(User.email == new_n)).scalar():
+    if user_by_email(new_n) is not None:
         raise DomainError(_("This email address cannot be used. Choose another."), field="email")
     link = current_app.config["PUBLIC_BASE_URL"] + url_for("account.confirm_email_change",
                                                            token=make_email_change_token(user, new_n))
@@ -248,7 +248,7 @@ def confirm_email_change(token: str) -> User | None:
         return None
     if user.email == new_n:
         return user  # already applied (link opened twice)
-    if db.session.execute(select(func.count()).select_from(User).where(User.email == new_n)).scalar():
+    if user_by_email(new_n) is not None:
         return None
     old = user.email
     user.email = new_n
@@ -304,10 +304,7 @@ def issue_activation(staff: User, patient: Patient) -> str:
 
 def activate(code: str, birth_date, email: str, password: str, ip: str | None, language: str = "en") -> User | None:
     """Patient self-activation. Every mismatch gives the same answer, so nothing about a record leaks."""
-    per_acct, window, per_ip = lockout.limits()
-    wait = throttle.retry_after("activate-ip", ip or "-", per_ip, window)
-    if wait:
-        raise Throttled(wait)
+    lockout.check_ip("activate-ip", ip)
     generic = _("We could not match that activation code and birth date. Check both, or call the clinic "
                 "for a new code.")
     now = utcnow()
@@ -319,7 +316,7 @@ def activate(code: str, birth_date, email: str, password: str, ip: str | None, l
     valid = (row is not None and row.used_at is None and row.revoked_at is None and row.expires_at > now
              and patient is not None and patient.birth_date == birth_date)
     if not valid:
-        throttle.record_failure("activate-ip", ip or "-", per_ip, window)
+        lockout.count_ip("activate-ip", ip)
         if row is not None and row.used_at is None:
             row.failed_attempts += 1
             if row.failed_attempts >= 5:
@@ -333,7 +330,7 @@ def activate(code: str, birth_date, email: str, password: str, ip: str | None, l
                                       patient.birth_date.isoformat()])
     if errors:
         raise DomainError(errors[0], field="password")
-    clash = db.session.execute(select(User).where(User.email == email_n)).scalars().first()
+    clash = user_by_email(email_n)
     if clash is not None and clash is not user:
         # Same answer as success, so a code cannot be used to test which emails have accounts; the
         # address's owner is told, and the code stays usable with another address.
@@ -378,7 +375,7 @@ def create_staff(email: str, role: str, display_name: str, actor: User | None = 
     if role not in STAFF_ROLES:
         raise DomainError(_("Choose a staff role."), field="role")
     email_n = normalise_email(email)
-    if db.session.execute(select(func.count()).select_from(User).where(User.email == email_n)).scalar():
+    if user_by_email(email_n) is not None:
         raise DomainError(_("An account with this email already exists."), field="email")
     if password is not None:
         errors = policy_errors(password, [email_n, display_name])
@@ -455,7 +452,3 @@ def set_language(user: User | None, lang: str) -> None:
         user.preferred_language = lang
         record_event(EventTag.LANGUAGE_CHANGED, actor=user, detail={"lang": lang})
         db.session.flush()
-
-
-def valid_role(role: str) -> bool:
-    return role in ROLES

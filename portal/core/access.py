@@ -8,8 +8,6 @@ a wrong or foreign id answers 404 whether it exists or not, and leaves a "denied
 
 from __future__ import annotations
 
-from functools import wraps
-
 from flask import abort, current_app, g, jsonify, redirect, request, url_for
 from flask_login import current_user
 from sqlalchemy import Select, select
@@ -152,17 +150,3 @@ def patient_for(user, patient_public_id: str | None = None):
         deny("patient", patient_public_id)
         abort(404)
     return patient
-
-
-def staff_only(function: str):
-    """Decorator for service helpers used by staff views (defence in depth beside access_rule)."""
-
-    def outer(fn):
-        @wraps(fn)
-        def inner(actor, *args, **kwargs):
-            require_function(actor, function)
-            return fn(actor, *args, **kwargs)
-
-        return inner
-
-    return outer
