@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -23,7 +24,8 @@ from portal.accounts.forms import (
     ResetForm,
     SignInForm,
 )
-from portal.core.access import access_rule
+from portal.audit.services import staff_views_of_own_record
+from portal.core.access import access_rule, deny
 from portal.core.errors import DomainError
 from portal.extensions import db, limiter
 
@@ -50,8 +52,10 @@ def home_for(user) -> str:
     return url_for("main.dashboard") if user.role == "patient" else url_for("main.staff_home")
 
 
-def _field_error(form, err: DomainError) -> None:
-    field = getattr(form, err.field, None) if err.field else None
+def _field_error(form, err: DomainError, default_field: str | None = None) -> None:
+    """Show a refused rule next to its field (or as a flash when it has none)."""
+    name = err.field or default_field
+    field = getattr(form, name, None) if name else None
     if field is not None:
         field.errors = list(field.errors) + [err.message]
     else:
@@ -91,9 +95,7 @@ def signin():
         except DomainError as err:
             db.session.commit()  # keep the failure count and audit row
             flash(err.message, "error")
-            status = 429 if hasattr(err, "retry_after") else 401
-            if status == 429:
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
+            status = 401
         else:
             sessions.start(user)
             db.session.commit()
@@ -110,8 +112,6 @@ def signin():
 
 
 def _finish_sign_in():
-    from flask import session
-
     record = sessions.current_record()
     nxt = session.get("next")
     sessions.complete_mfa(record)
@@ -127,9 +127,7 @@ def _second_factor(form, template: str, recovery: bool):
             services.verify_second_factor(user, form.code.data, request.remote_addr, recovery=recovery)
         except DomainError as err:
             db.session.commit()
-            if hasattr(err, "retry_after"):
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
-            form.code.errors = [err.message]
+            _field_error(form, err, "code")
             status = 401
         else:
             response = _finish_sign_in()  # renews the session, so flash afterwards
@@ -178,9 +176,7 @@ def mfa_setup():
             codes = services.finish_enrolment(user, form.code.data, request.remote_addr)
         except DomainError as err:
             db.session.commit()
-            if hasattr(err, "retry_after"):
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
-            form.code.errors = [err.message]
+            _field_error(form, err, "code")
             status = 400
         else:
             record = sessions.current_record()
@@ -199,14 +195,8 @@ def mfa_setup():
 @auth_bp.route("/signout", methods=["POST"])
 @access_rule("public")
 def signout():
-    form = EmptyForm()
-    if form.validate_on_submit():
-        record = sessions.current_record()
-        if record is not None:
-            from portal.core.audit import EventTag, record_event
-
-            record_event(EventTag.SIGNOUT, actor=record.user, object_type="session", object_id=record.public_id)
-        sessions.end_current("signout")
+    if EmptyForm().validate_on_submit():
+        services.sign_out()
         db.session.commit()
     return _signed_out_redirect("signed_out")
 
@@ -232,9 +222,7 @@ def activate():
             services.activate(form.code.data, form.birth_date.data, form.email.data, form.password.data,
                               request.remote_addr, language=_current_lang())
         except DomainError as err:
-            db.session.commit()
-            if hasattr(err, "retry_after"):
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
+            db.session.commit()  # keep failure counts and audit rows
             _field_error(form, err)
             status = 400
         else:
@@ -247,8 +235,6 @@ def activate():
 
 
 def _current_lang() -> str:
-    from flask_babel import get_locale
-
     return str(get_locale() or "en")
 
 
@@ -272,10 +258,7 @@ def verify_email(token):
 def forgot_password():
     form = ForgotForm()
     if form.validate_on_submit():
-        try:
-            services.request_password_reset(form.email.data, request.remote_addr)
-        except DomainError as err:
-            return render_template("errors/429.html", retry_minutes=err.minutes), 429
+        services.request_password_reset(form.email.data, request.remote_addr)
         db.session.commit()
         return render_template("accounts/check_email.html", purpose="reset")
     return render_template("accounts/forgot.html", form=form), (400 if request.method == "POST" else 200)
@@ -312,8 +295,6 @@ def reset_password(token):
 @account_bp.route("")
 @access_rule("signed_in")
 def overview():
-    from portal.audit.services import staff_views_of_own_record
-
     views = staff_views_of_own_record(current_user) if current_user.role == "patient" else []
     return render_template("accounts/overview.html", recovery_left=mfa.unused_recovery_count(current_user),
                            views=views, record=sessions.current_record())
@@ -329,21 +310,12 @@ def session_list():
 @account_bp.route("/sessions/<public_id>/revoke", methods=["POST"])
 @access_rule("signed_in")
 def revoke_session(public_id):
-    form = EmptyForm()
-    if form.validate_on_submit():
-        current = sessions.current_record()
-        if current.public_id == public_id:
+    if EmptyForm().validate_on_submit():
+        if sessions.current_record().public_id == public_id:
             return signout()
-        if not sessions.revoke_one(current_user, public_id):
-            from flask import abort
-
-            from portal.core.access import deny
-
+        if not services.revoke_session(current_user, public_id):
             deny("session", public_id)
             abort(404)
-        from portal.core.audit import EventTag, record_event
-
-        record_event(EventTag.SESSION_REVOKED, object_type="session", object_id=public_id)
         db.session.commit()
         flash(_("That device has been signed out."), "success")
     return redirect(url_for("account.session_list"))
@@ -352,13 +324,8 @@ def revoke_session(public_id):
 @account_bp.route("/sessions/revoke-all", methods=["POST"])
 @access_rule("signed_in")
 def revoke_all_sessions():
-    form = EmptyForm()
-    if form.validate_on_submit():
-        from portal.core.audit import EventTag, record_event
-
-        n = sessions.revoke_all(current_user, "signout_everywhere")
-        record_event(EventTag.SESSION_REVOKED, object_type="session", object_id="all", detail={"count": n})
-        sessions.end_current("signout_everywhere")
+    if EmptyForm().validate_on_submit():
+        services.sign_out_everywhere(current_user)
         db.session.commit()
         return _signed_out_redirect("signed_out_everywhere")
     return redirect(url_for("account.session_list"))
@@ -386,9 +353,7 @@ def recovery_codes():
             codes = services.regenerate_recovery_codes(current_user, sessions.current_record(),
                                                        form.current_password.data, request.remote_addr)
         except DomainError as err:
-            db.session.commit()
-            if hasattr(err, "retry_after"):
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
+            db.session.commit()  # keep failure counts and audit rows
             _field_error(form, err)
             status = 400
         else:
@@ -409,15 +374,14 @@ def keepalive():
 
 
 def _render_form_page(form, template: str, action, success_message: str, redirect_to: str | None = None, **ctx):
-    """The account pages' shared POST handling: run `action`, map DomainError/Throttled to the page."""
+    """The account pages' shared POST handling: run `action`, show a refused rule on the form (a
+    Throttled goes on to the app's 429 page)."""
     status = 200
     if form.validate_on_submit():
         try:
             action(form)
         except DomainError as err:
             db.session.commit()  # keep failure counts and audit rows
-            if hasattr(err, "retry_after"):
-                return render_template("errors/429.html", retry_minutes=err.minutes), 429
             _field_error(form, err)
             status = 400
         else:

@@ -91,6 +91,29 @@ def user_by_email(email: str) -> User | None:
     return db.session.execute(select(User).where(User.email == normalise_email(email))).scalars().first()
 
 
+# --- signing out ---------------------------------------------------------------------------
+
+def sign_out() -> None:
+    record = sessions.current_record()
+    if record is not None:
+        record_event(EventTag.SIGNOUT, actor=record.user, object_type="session", object_id=record.public_id)
+    sessions.end_current("signout")
+
+
+def sign_out_everywhere(user: User) -> None:
+    n = sessions.revoke_all(user, "signout_everywhere")
+    record_event(EventTag.SESSION_REVOKED, actor=user, object_type="session", object_id="all", detail={"count": n})
+    sessions.end_current("signout_everywhere")
+
+
+def revoke_session(user: User, public_id: str) -> bool:
+    """Sign out one of the user's own sessions; False if it is not theirs or not live."""
+    if not sessions.revoke_one(user, public_id):
+        return False
+    record_event(EventTag.SESSION_REVOKED, actor=user, object_type="session", object_id=public_id)
+    return True
+
+
 # --- signed tokens -------------------------------------------------------------------------
 
 def _serializer(salt: str) -> URLSafeTimedSerializer:

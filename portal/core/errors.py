@@ -18,9 +18,11 @@ class DomainError(Exception):
         self.field = field
 
 
-class Throttled(DomainError):
-    def __init__(self, retry_after: int, message: str = ""):
-        super().__init__(message)
+class Throttled(Exception):
+    """Too many attempts: not a form error, so routes let it through to the app's 429 page."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
 
     @property
