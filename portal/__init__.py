@@ -22,7 +22,7 @@ def create_app(config_class=None, **overrides) -> Flask:
     app.config.update(overrides)
     from portal.core.headers import HealthCheck
 
-    app.wsgi_app = HealthCheck(app.wsgi_app)
+    app.wsgi_app = HealthCheck(app.wsgi_app, hsts=bool(app.config.get("HSTS")))
     if app.config.get("PROXY_FIX_HOPS"):
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)

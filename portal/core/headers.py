@@ -13,6 +13,15 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(self), usb=(), interest-cohort=()"
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "same-origin"),
+    ("Permissions-Policy", PERMISSIONS_POLICY),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
@@ -23,15 +32,11 @@ def assign_request_id() -> None:
 
 def apply_headers(app: Flask, response):
     h = response.headers
-    h["Content-Security-Policy"] = CSP
-    h["X-Content-Type-Options"] = "nosniff"
-    h["X-Frame-Options"] = "DENY"
-    h["Referrer-Policy"] = "same-origin"
-    h["Permissions-Policy"] = PERMISSIONS_POLICY
-    h["Cross-Origin-Opener-Policy"] = "same-origin"
+    for name, value in SECURITY_HEADERS:
+        h[name] = value
     h["X-Request-ID"] = g.get("request_id", "")
     if app.config.get("HSTS"):
-        h["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        h[HSTS[0]] = HSTS[1]
     if request.endpoint != "static":
         h["Cache-Control"] = "no-store"
         h["Pragma"] = "no-cache"
@@ -43,23 +48,14 @@ class HealthCheck:
     """WSGI middleware answering GET /healthz before Flask: no session, no database, no hooks, so a
     load balancer's probe costs next to nothing. It still sends the security headers."""
 
-    HEADERS = [
-        ("Content-Type", "text/plain; charset=utf-8"),
-        ("Content-Length", "2"),
-        ("Cache-Control", "no-store"),
-        ("Content-Security-Policy", CSP),
-        ("X-Content-Type-Options", "nosniff"),
-        ("X-Frame-Options", "DENY"),
-        ("Referrer-Policy", "same-origin"),
-        ("Permissions-Policy", PERMISSIONS_POLICY),
-    ]
-
-    def __init__(self, wsgi_app, path: str = "/healthz"):
+    def __init__(self, wsgi_app, path: str = "/healthz", hsts: bool = False):
         self.wsgi_app = wsgi_app
         self.path = path
+        self.headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "2"),
+                        ("Cache-Control", "no-store"), *SECURITY_HEADERS, *([HSTS] if hsts else [])]
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") == self.path and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            start_response("200 OK", self.HEADERS + [("X-Request-ID", uuid.uuid4().hex)])
+            start_response("200 OK", self.headers + [("X-Request-ID", uuid.uuid4().hex)])
             return [b"ok"] if environ["REQUEST_METHOD"] == "GET" else []
         return self.wsgi_app(environ, start_response)
