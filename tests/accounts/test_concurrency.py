@@ -72,25 +72,29 @@ def _race(app, n, fn):
     return results
 
 
-def test_one_code_submitted_ten_times_at_once_is_accepted_once(committing_app):
-    from portal.accounts import mfa
+def _committed(check, user_id):
+    """A race attempt: run check(user) for a freshly loaded user and commit; any error counts as a refusal."""
     from portal.accounts.models import User
     from portal.extensions import db
 
-    user_id, secret = _user(committing_app)
-    code = pyotp.TOTP(secret).at(time.time())
-
     def attempt():
-        user = db.session.get(User, user_id)
         try:
-            ok = mfa.verify_totp(user, code)
+            ok = check(db.session.get(User, user_id))
             db.session.commit()
             return ok
         except Exception:
             db.session.rollback()
             return False
 
-    results = _race(committing_app, 10, attempt)
+    return attempt
+
+
+def test_one_code_submitted_ten_times_at_once_is_accepted_once(committing_app):
+    from portal.accounts import mfa
+
+    user_id, secret = _user(committing_app)
+    code = pyotp.TOTP(secret).at(time.time())
+    results = _race(committing_app, 10, _committed(lambda user: mfa.verify_totp(user, code), user_id))
     assert len(results) == 10
     assert results.count(True) == 1, results
 
@@ -174,7 +178,6 @@ def test_one_activation_code_submitted_eight_times_at_once_opens_one_account(com
 
 def test_enrolment_confirmed_twice_at_once_enrols_once(committing_app):
     from portal.accounts import mfa
-    from portal.accounts.models import User
     from portal.extensions import db
     from tests.factories import create_user
 
@@ -184,16 +187,5 @@ def test_enrolment_confirmed_twice_at_once_enrols_once(committing_app):
         db.session.commit()
         user_id = user.id
     code = pyotp.TOTP(secret).at(time.time())
-
-    def attempt():
-        user = db.session.get(User, user_id)
-        try:
-            ok = mfa.confirm_enrolment(user, code)
-            db.session.commit()
-            return ok
-        except Exception:
-            db.session.rollback()
-            return False
-
-    results = _race(committing_app, 6, attempt)
+    results = _race(committing_app, 6, _committed(lambda user: mfa.confirm_enrolment(user, code), user_id))
     assert results.count(True) == 1, results
