@@ -8,18 +8,21 @@ import time
 import pyotp
 
 
+_CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*?value="([^"]+)"|value="([^"]+)"[^>]*?name="csrf_token"')
+
+
 def form_token(html: str) -> str:
-    m = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
-        r'name="csrf-token" content="([^"]+)"', html)
-    assert m, "no CSRF token in page"
-    return m.group(1)
+    """The CSRF token of the page's hidden csrf_token input."""
+    m = _CSRF_INPUT.search(html)
+    assert m, "no hidden csrf_token input in the page"
+    return m.group(1) or m.group(2)
 
 
 def post_form(client, path: str, data: dict, get_path: str | None = None, **kw):
-    """GET the form page (for its CSRF token), then POST the data with the token."""
-    html = client.get(get_path or path).get_data(as_text=True)
-    payload = {"csrf_token": form_token(html), **data}
-    return client.post(path, data=payload, **kw)
+    """GET the form page (for its CSRF token), then POST the data with the token; `kw` (headers,
+    environ_base…) go with both requests, as from one browser."""
+    html = client.get(get_path or path, **kw).get_data(as_text=True)
+    return client.post(path, data={"csrf_token": form_token(html), **data}, **kw)
 
 
 def totp_now(secret: str, at: float | None = None) -> str:

@@ -12,19 +12,17 @@ from html.parser import HTMLParser
 
 from sqlalchemy import func, select
 
+from tests.helpers import form_token, post_form
+
 ROLES = ("patient", "clinician", "support", "billing", "admin")
 STAFF_ROLES = ROLES[1:]
 DUMMY_ID = "0123456789abcdef0123456789abcdef"  # well-formed public id that no row has
 DUMMY_TOKEN = "not-a-real-token.AAAAAA.BBBBBBBBBBBBBBBBBBBBBBBBBBB"
 
-_CSRF_INPUT = re.compile(r'name="csrf_token"[^>]*?value="([^"]+)"|value="([^"]+)"[^>]*?name="csrf_token"')
 _CSRF_META = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
-def form_csrf(html: str) -> str:
-    m = _CSRF_INPUT.search(html)
-    assert m, "no hidden csrf_token input in the page"
-    return m.group(1) or m.group(2)
+form_csrf = form_token  # the name these modules use
 
 
 def strip_tokens(html: str) -> str:
@@ -116,13 +114,11 @@ def inline_code_problems(html: str) -> list[str]:
 
 def sign_in_with_password(client, email: str, password: str, **kw):
     """The real password step: GET /signin for a token, POST the form."""
-    token = form_csrf(client.get("/signin", **kw).get_data(as_text=True))
-    return client.post("/signin", data={"csrf_token": token, "email": email, "password": password}, **kw)
+    return post_form(client, "/signin", {"email": email, "password": password}, **kw)
 
 
 def submit_code(client, code: str, path: str = "/signin/verify", **kw):
-    token = form_csrf(client.get(path, **kw).get_data(as_text=True))
-    return client.post(path, data={"csrf_token": token, "code": code}, **kw)
+    return post_form(client, path, {"code": code}, **kw)
 
 
 def full_sign_in(client, user, password: str):

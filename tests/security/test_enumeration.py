@@ -14,6 +14,7 @@ from portal.accounts import services
 from portal.accounts.models import ActivationCode
 from portal.core.crypto import keyed_hash
 from portal.core.db import utcnow
+from tests.helpers import post_form
 from tests.security.helpers import form_csrf, strip_tokens
 
 WRONG = "definitely not the password 42"
@@ -28,11 +29,6 @@ def _normalise(body: str, email: str) -> str:
     return strip_tokens(body).replace(email, "EMAIL")
 
 
-def _post_form(client, path, data, **kw):
-    token = form_csrf(client.get(path, **kw).get_data(as_text=True))
-    return client.post(path, data={"csrf_token": token, **data}, **kw)
-
-
 def _same(a, b, email_a, email_b):
     assert a.status_code == b.status_code, (a.status_code, b.status_code)
     assert _normalise(a.get_data(as_text=True), email_a) == _normalise(b.get_data(as_text=True), email_b)
@@ -43,8 +39,8 @@ def _same(a, b, email_a, email_b):
 def test_signin_answers_identically_for_known_and_unknown_email(app, db, make_user):
     known = make_user("patient").email
     unknown = "nobody-here@test.example"
-    a = _post_form(app.test_client(), "/signin", {"email": known, "password": WRONG})
-    b = _post_form(app.test_client(), "/signin", {"email": unknown, "password": WRONG})
+    a = post_form(app.test_client(), "/signin", {"email": known, "password": WRONG})
+    b = post_form(app.test_client(), "/signin", {"email": unknown, "password": WRONG})
     assert a.status_code == 401
     _same(a, b, known, unknown)
 
@@ -55,16 +51,16 @@ def test_signin_for_a_disabled_account_answers_like_an_unknown_one(app, db, make
     db.session.commit()
     from tests.conftest import PASSWORD
 
-    a = _post_form(app.test_client(), "/signin", {"email": user.email, "password": PASSWORD})
-    b = _post_form(app.test_client(), "/signin", {"email": "nobody-here@test.example", "password": PASSWORD})
+    a = post_form(app.test_client(), "/signin", {"email": user.email, "password": PASSWORD})
+    b = post_form(app.test_client(), "/signin", {"email": "nobody-here@test.example", "password": PASSWORD})
     _same(a, b, user.email, "nobody-here@test.example")
 
 
 def test_reset_answers_identically_and_mails_only_the_real_account(app, db, make_user, mailbox):
     known = make_user("patient").email
     unknown = "nobody-here@test.example"
-    a = _post_form(app.test_client(), "/password/forgot", {"email": known})
-    b = _post_form(app.test_client(), "/password/forgot", {"email": unknown})
+    a = post_form(app.test_client(), "/password/forgot", {"email": known})
+    b = post_form(app.test_client(), "/password/forgot", {"email": unknown})
     assert a.status_code == 200
     _same(a, b, known, unknown)
     msgs = mailbox.wait_for(1)
@@ -86,8 +82,8 @@ def test_activation_with_a_wrong_code_answers_identically(app, db, make_user, ma
     patient = make_patient()
     data = {"code": "ZZZZ-ZZZZ-ZZZZ", "birth_date": patient.birth_date.isoformat(),
             "password": "violet tractor minutes cobalt 1963"}
-    a = _post_form(app.test_client(), "/activate", {**data, "email": known})
-    b = _post_form(app.test_client(), "/activate", {**data, "email": unknown})
+    a = post_form(app.test_client(), "/activate", {**data, "email": known})
+    b = post_form(app.test_client(), "/activate", {**data, "email": unknown})
     assert a.status_code == 400
     _same(a, b, known, unknown)
 
@@ -99,9 +95,9 @@ def test_activation_with_a_valid_code_answers_identically(app, db, make_user, ma
     p1, p2 = make_patient(), make_patient()
     c1, c2 = _code_for(db, p1, "ABCDEFGHJKLM"), _code_for(db, p2, "MLKJHGFEDCBA")
     pw = "violet tractor minutes cobalt 1963"
-    a = _post_form(app.test_client(), "/activate", {"code": c1, "birth_date": p1.birth_date.isoformat(),
+    a = post_form(app.test_client(), "/activate", {"code": c1, "birth_date": p1.birth_date.isoformat(),
                                                      "email": known, "password": pw})
-    b = _post_form(app.test_client(), "/activate", {"code": c2, "birth_date": p2.birth_date.isoformat(),
+    b = post_form(app.test_client(), "/activate", {"code": c2, "birth_date": p2.birth_date.isoformat(),
                                                      "email": unknown, "password": pw})
     _same(a, b, known, unknown)
 
@@ -114,10 +110,10 @@ def test_eleventh_failure_gets_the_same_429_page_for_known_and_unknown(app, db, 
     pages = {}
     for n, email in enumerate((known, unknown)):
         client = app.test_client()
-        statuses = [_post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n)).status_code
+        statuses = [post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n)).status_code
                     for _ in range(10)]
         assert statuses == [401] * 10
-        pages[email] = _post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n))
+        pages[email] = post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n))
     assert pages[known].status_code == 429
     assert "Try again in" in pages[known].get_data(as_text=True)
     _same(pages[known], pages[unknown], known, unknown)
@@ -134,10 +130,10 @@ def test_a_lock_never_reveals_whether_the_account_exists(app, db, make_user):
         with time_machine.travel(start, tick=False) as clock:
             client = app.test_client()
             for _ in range(9):
-                assert _post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n)).status_code == 401
+                assert post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n)).status_code == 401
             clock.shift(timedelta(minutes=16))
-            assert _post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n)).status_code == 401
-            answers[email] = _post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n))
+            assert post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n)).status_code == 401
+            answers[email] = post_form(client, "/signin", {"email": email, "password": WRONG}, **_ip(n))
     print(f"\n11th try after a pause: known {answers[known].status_code}, unknown {answers[unknown].status_code}")
     _same(answers[known], answers[unknown], known, unknown)
 
