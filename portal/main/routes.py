@@ -23,8 +23,8 @@ def index():
 @bp.route("/home")
 @access_rule("patient")
 def dashboard():
-    patient = patient_services.own_patient(current_user)
-    return render_template("main/dashboard.html", patient=patient)
+    patient_services.own_patient(current_user)  # 404 unless the account still has its record
+    return render_template("main/dashboard.html")
 
 
 @bp.route("/staff")
