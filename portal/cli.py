@@ -24,8 +24,9 @@ def demo_seed():
         raise click.ClickException("demo data is never loaded in production")
     from portal.demo.seed import DEMO_PASSWORD, demo_totp_secret, seed
 
-    result = seed()
-    db.session.commit()
+    with current_app.test_request_context():  # domain demos may build links and audit rows
+        result = seed()
+        db.session.commit()
     click.echo(f"Demo clinic ready: {result['patients']} patients from FHIR samples.")
     click.echo(f"Every demo account's password: {DEMO_PASSWORD}")
     click.echo("Two-step codes: run `flask demo otp EMAIL` (or add the TOTP key to an authenticator app).")
@@ -35,6 +36,8 @@ def demo_seed():
     if code:
         click.echo(f"Activation to try: code {code}, birth date {patient.birth_date.isoformat()} "
                    f"({patient.full_name}) at /activate")
+    for line in result["notes"]:
+        click.echo(line)
 
 
 @demo_cli.command("otp")
@@ -76,33 +79,74 @@ def create_staff(email, role, display_name, password_stdin):
 
 
 @audit_cli.command("verify")
-def audit_verify():
-    """Check the audit hash chain; exits 1 if any row was altered."""
-    from portal.core.audit import verify_chain
+@click.option("--checkpoints", "path", default=None, help="Checkpoint file (default: AUDIT_CHECKPOINT_FILE).")
+def audit_verify(path):
+    """Check the keyed audit chain and the signed checkpoints; exits 1 if rows were altered, re-chained
+    or cut."""
+    from portal.core.audit import verify
 
-    checked, bad = verify_chain()
-    if bad:
-        click.echo(f"{checked} rows checked; {len(bad)} do not match (first ids: {bad[:10]})")
+    report = verify(path)
+    if report.bad_rows:
+        click.echo(f"{report.checked} rows checked; {len(report.bad_rows)} do not match "
+                   f"(first ids: {report.bad_rows[:10]})")
+    for problem in report.problems:
+        click.echo(problem)
+    if not report.intact:
         sys.exit(1)
-    click.echo(f"{checked} rows checked; chain intact.")
+    if report.checkpoints:
+        click.echo(f"{report.checked} rows checked against {report.checkpoints} checkpoints; chain intact.")
+    else:
+        click.echo(f"{report.checked} rows checked; chain intact. No checkpoint yet: a cut tail would not "
+                   "show (run `flask audit checkpoint`, or the Celery beat does it).")
+
+
+@audit_cli.command("checkpoint")
+def audit_checkpoint():
+    """Append a signed checkpoint (newest row, its hash, the row count) to AUDIT_CHECKPOINT_FILE."""
+    from portal.core.audit import write_checkpoint
+
+    cp = write_checkpoint()
+    click.echo(f"Checkpoint: {cp['count']} rows, up to id {cp['last_id']}." if cp else "No audit rows yet.")
 
 
 @keys_cli.command("rotate")
 def keys_rotate():
     """Re-encrypt every TOTP secret under the newest FIELD_ENCRYPTION_KEYS key."""
-    from portal.accounts.models import User
+    from portal.accounts.models import User, UserSession
     from portal.core.crypto import rotate
 
     n = 0
     for user in db.session.execute(select(User).where(User.totp_secret_enc.is_not(None))).scalars():
         user.totp_secret_enc = rotate(user.totp_secret_enc)
-        if user.totp_pending_enc:
-            user.totp_pending_enc = rotate(user.totp_pending_enc)
         n += 1
+    for record in db.session.execute(select(UserSession).where(UserSession.totp_pending_enc.is_not(None))).scalars():
+        record.totp_pending_enc = rotate(record.totp_pending_enc)  # secrets being set up, one per session
     db.session.commit()
     click.echo(f"Re-encrypted {n} secrets.")
+
+
+class _LazyMigrateGroup(click.Group):
+    """`flask db …` (Flask-Migrate): Alembic is imported when the command runs, not by every web worker."""
+
+    def _real(self):
+        from flask_migrate.cli import db as real
+
+        return real
+
+    def list_commands(self, ctx):
+        return self._real().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        return self._real().get_command(ctx, name)
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        return self._real().make_context(info_name, args, parent=parent, **extra)  # its options and callback
+
+    def invoke(self, ctx):
+        return self._real().invoke(ctx)
 
 
 def register(app) -> None:
     for group in (demo_cli, users_cli, audit_cli, keys_cli):
         app.cli.add_command(group)
+    app.cli.add_command(_LazyMigrateGroup("db", help="Perform database migrations (Flask-Migrate)."))

@@ -177,19 +177,33 @@ def app(smtp_server, tmp_path_factory):
     with app.app_context():
         upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
 
-    # Tests keep an app context open (for db.session), and Flask reuses it for test-client requests,
-    # so `g` would leak from one request to the next. Start every request with an empty `g`, as in
-    # production where each request gets its own app context.
-    from flask import g, request_started
+    # Tests keep an app context open (for db.session), and Flask reuses it for test-client requests.
+    # Make each request behave as in production, where it has its own app context and its own
+    # transaction: the test's own set-up is committed first (so the request sees it), `g` starts
+    # empty, rows are read afresh, and whatever the request did not commit is rolled back when it
+    # ends. So "the view forgot to commit" and "the frame rolled back" are visible to the test.
+    from flask import g, request_started, request_tearing_down
 
-    def _fresh_g(sender, **extra):
-        g.__dict__.clear()
-        # ...and, as production's per-request session would, read rows afresh.
+    from flask import request as _request
+
+    def _begin_request(sender, **extra):
         from portal.extensions import db as _db
 
+        _db.session.commit()
+        g.__dict__.clear()
         _db.session.expire_all()
+        _request.environ["portal.tests.dispatched"] = True
 
-    request_started.connect(_fresh_g, app, weak=False)
+    def _end_request(sender, **extra):
+        # Only requests the app dispatched (test-client calls), not a test's own test_request_context()
+        # around a service call, where the test is the caller and decides.
+        if _request.environ.get("portal.tests.dispatched"):
+            from portal.extensions import db as _db
+
+            _db.session.rollback()
+
+    request_started.connect(_begin_request, app, weak=False)
+    request_tearing_down.connect(_end_request, app, weak=False)
     yield app
     with app.app_context():
         from portal.extensions import db
@@ -223,6 +237,9 @@ def db(app):
         from portal.extensions import limiter
 
         limiter.reset()
+        from portal.core.page_cache import store as page_cache
+
+        page_cache.clear()  # a test may change the configuration these pages are rendered from
         try:
             yield _db
         finally:
@@ -308,13 +325,49 @@ def csrf_token(app):
     """Read the CSRF token a page rendered for this client."""
     import re
 
+    def find(html):
+        return (re.search(r'name="csrf-token" content="([^"]+)"', html)  # signed-in pages' meta tag
+                or re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html))  # a form's field
+
     def get(client, path="/signin"):
-        html = client.get(path).get_data(as_text=True)
-        m = re.search(r'name="csrf-token" content="([^"]+)"', html)
-        assert m, f"no csrf meta tag on {path}"
+        m = find(client.get(path).get_data(as_text=True))
+        if not m and path != "/signin":  # anonymous pages without a form carry no token (no session): G3
+            m = find(client.get("/signin").get_data(as_text=True))
+        assert m, f"no csrf token on {path}"
         return m.group(1)
 
     return get
+
+
+@pytest.fixture()
+def committing_app(tmp_path, request):
+    """An app of its own whose commits are real (for races and multi-connection checks): a fresh
+    PostgreSQL database when TEST_DATABASE_URL is set, else a temporary SQLite file; migrated to head.
+    See tests/concurrency.py for `race()` and `live_http()`."""
+    import uuid
+
+    from flask_migrate import upgrade
+
+    from portal import create_app
+    from portal.extensions import db as _db
+
+    name = None
+    if os.environ.get("TEST_DATABASE_URL"):
+        request.getfixturevalue("pg_admin_url")
+        name = f"portal_race_{uuid.uuid4().hex[:8]}"
+        url = create_pg_database(name)
+    else:
+        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url,
+                     SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 30, "max_overflow": 10, "pool_pre_ping": True}
+                     if name else {"connect_args": {"timeout": 30}})
+    with app.app_context():
+        upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    yield app
+    with app.app_context():
+        _db.engine.dispose()
+    if name:
+        drop_pg_database(name)
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ from datetime import date
 import factory
 import pyotp
 
-from portal.accounts.models import AccessGrant, User
+from portal.accounts.models import User
+from portal.patients.models import AccessGrant
 from portal.core.crypto import encrypt
 from portal.core.db import utcnow
 from portal.extensions import db

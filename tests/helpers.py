@@ -35,3 +35,32 @@ def sign_in(client, email: str, password: str, secret: str | None = None, at: fl
     if secret is None or r.status_code != 302 or not r.location.endswith("/signin/verify"):
         return r
     return post_form(client, "/signin/verify", {"code": totp_now(secret, at)})
+
+
+def start_app_script(tmp_path, name: str, source: str):
+    """Run `source` (a script that builds its own app, e.g. a Celery worker with non-eager settings that must
+    stay out of the test process) in a subprocess from the repository root; stdout and stderr piped."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / f"{name}.py"
+    script.write_text(source)
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PORTAL_ENV="testing", PYTHONPATH=str(repo))
+    env.pop("TEST_DATABASE_URL", None)
+    return subprocess.Popen([sys.executable, str(script)], env=env, cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def stop_process(proc) -> None:
+    import subprocess
+
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -14,12 +14,15 @@ def test_config_selected_by_portal_env(monkeypatch):
         config_for_env()
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "FIELD_ENCRYPTION_KEYS"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "FIELD_ENCRYPTION_KEYS", "REDIS_URL",
+                                     "AUDIT_HMAC_KEY"])
 def test_production_refuses_to_start_and_names_what_is_missing(monkeypatch, missing):
     env = {
-        "SECRET_KEY": "x" * 48,
+        "SECRET_KEY": "Zq3vT9pL0xW7mN2rB8kC5yH1dF6gJ4sA-_eUoIiP",
         "DATABASE_URL": "postgresql+psycopg://u@db/portal",
         "FIELD_ENCRYPTION_KEYS": "q6K5dX0yq4b2Wl3VJ9lJrJx3f2h1QbQJd2c8Yk9b0m4=",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+        "AUDIT_HMAC_KEY": "a-real-audit-key-" + "z" * 32,
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -39,9 +42,11 @@ def test_production_refuses_sqlite_and_default_secret(monkeypatch):
 
 
 def test_production_starts_with_everything_set(monkeypatch):
-    monkeypatch.setenv("SECRET_KEY", "k" * 48)
+    monkeypatch.setenv("SECRET_KEY", "Zq3vT9pL0xW7mN2rB8kC5yH1dF6gJ4sA-_eUoIiP")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://u@db/portal")
     monkeypatch.setenv("FIELD_ENCRYPTION_KEYS", "q6K5dX0yq4b2Wl3VJ9lJrJx3f2h1QbQJd2c8Yk9b0m4=")
+    monkeypatch.setenv("AUDIT_HMAC_KEY", "a-real-audit-key-" + "z" * 32)
     app = create_app(ProductionConfig)
     assert app.config["SESSION_COOKIE_NAME"].startswith("__Host-")
     assert app.config["SESSION_COOKIE_SECURE"] is True

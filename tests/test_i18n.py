@@ -1,18 +1,19 @@
-"""Internationalisation: the Spanish catalog is complete, well formed, compiled, and actually used.
+"""Internationalisation: every Spanish catalog is complete, well formed, compiled, and actually used.
 
-How a missing translation is caught: test_every_extracted_message_is_translated runs a fresh
-`pybabel extract` (same babel.cfg, -k and --ignore-dirs options as scripts/i18n.sh) into a temporary .pot, so a
-string someone just wrapped in _() is seen even if nobody re-ran the script; every msgid found
-there must have a non-empty, non-fuzzy msgstr (all plural forms) in es/LC_MESSAGES/messages.po.
-The failure lists each missing msgid with its file:line. Fix: `VENV=... bash scripts/i18n.sh`,
-translate the empty entries, run the script again to compile.
+Catalogs: the core one (portal/translations) and one per domain that has portal/<domain>/translations
+(scripts/i18n.py says which files each owns). How a missing translation is caught:
+test_every_extracted_message_is_translated runs a fresh extraction of each catalog's files (the same
+function scripts/i18n.py uses) into a temporary .pot, so a string someone just wrapped in _() is seen even
+if nobody re-ran the script; every msgid found there must have a non-empty, non-fuzzy msgstr (all plural
+forms) in that catalog's es/LC_MESSAGES/messages.po. The failure lists each missing msgid with its
+file:line. Fix: `.venv/bin/python scripts/i18n.py [domain]`, translate the empty entries, run it again.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,9 +25,14 @@ from babel.support import Translations
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "portal" / "translations"
-PO = TRANSLATIONS / "es" / "LC_MESSAGES" / "messages.po"
-MO = PO.with_suffix(".mo")
-SCRIPT = ROOT / "scripts" / "i18n.sh"
+
+_spec = importlib.util.spec_from_file_location("portal_i18n_script", ROOT / "scripts" / "i18n.py")
+i18n = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = i18n
+_spec.loader.exec_module(i18n)
+
+CATALOGS = i18n.catalogs()
+CATALOG_IDS = [c.name for c in CATALOGS]
 
 # A printf-style conversion as Python's % operator reads it (Flask-Babel and Jinja's newstyle
 # gettext both apply `translation % variables`, so a stray "%" in a translation breaks the page).
@@ -37,8 +43,9 @@ FORMAT_SPEC = re.compile(
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def load_po():
-    with PO.open("rb") as fh:
+def load_po(catalog=None):
+    path = (catalog or CATALOGS[0]).po("es")
+    with path.open("rb") as fh:
         return read_po(fh, locale="es")
 
 
@@ -52,16 +59,6 @@ def where(message, limit: int = 3) -> str:
     locs = [f"{path}:{line}" for path, line in message.locations[:limit]]
     more = len(message.locations) - limit
     return ", ".join(locs) + (f" (+{more} more)" if more > 0 else "")
-
-
-def extract_options() -> list[str]:
-    """The -k and --ignore-dirs options of scripts/i18n.sh, so the test extracts as the script does."""
-    text = SCRIPT.read_text()
-    keywords = re.findall(r"^\s*-k\s+(\S+)", text, flags=re.MULTILINE)
-    assert "_l" in keywords and "lazy_gettext" in keywords, f"could not read -k options from {SCRIPT}"
-    ignore = re.search(r'--ignore-dirs="([^"]*)"', text)
-    assert ignore, f"could not read --ignore-dirs from {SCRIPT}"
-    return [arg for kw in keywords for arg in ("-k", kw)] + [f"--ignore-dirs={ignore.group(1)}"]
 
 
 def _key(value):
@@ -86,26 +83,32 @@ def format_specs(text: str) -> tuple[list, bool]:
 
 # --- fixtures ---------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def compiled_catalog():
+def _compile(catalog_dir) -> Path:
     """Make sure es/LC_MESSAGES/messages.mo exists and matches the .po (it is build output, ignored
     by git): compile it here when it is missing or stale. Written atomically (safe under xdist)."""
-    catalog = load_po()
+    po_path = catalog_dir.po("es")
+    mo_path = po_path.with_suffix(".mo")
+    catalog = load_po(catalog_dir)
     wanted = compiled_entries(catalog)
-    current = None
-    if MO.exists():
-        current = mo_entries(MO)
+    current = mo_entries(mo_path) if mo_path.exists() else None
     if current != wanted:
-        fd, tmp = tempfile.mkstemp(dir=MO.parent, prefix=".messages-", suffix=".mo")
+        fd, tmp = tempfile.mkstemp(dir=mo_path.parent, prefix=".messages-", suffix=".mo")
         try:
             with os.fdopen(fd, "wb") as fh:
                 write_mo(fh, catalog, use_fuzzy=False)
             os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-            os.replace(tmp, MO)
+            os.replace(tmp, mo_path)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    return MO
+    return mo_path
+
+
+@pytest.fixture(scope="session")
+def compiled_catalog():
+    for c in CATALOGS:
+        _compile(c)
+    return CATALOGS[0].po("es").with_suffix(".mo")
 
 
 @pytest.fixture()
@@ -119,69 +122,84 @@ def spanish_app(app, compiled_catalog):
     return app
 
 
-@pytest.fixture(scope="module")
-def fresh_extraction(tmp_path_factory):
-    """A new extraction of the source tree, independent of the committed messages.pot."""
-    out = tmp_path_factory.mktemp("i18n") / "fresh.pot"
-    cmd = [sys.executable, "-m", "babel.messages.frontend", "--quiet", "extract", "--mapping-file=babel.cfg"]
-    cmd += extract_options() + ["--output-file", str(out), "."]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"pybabel extract failed:\n{proc.stdout}\n{proc.stderr}"
-    with out.open("rb") as fh:
-        catalog = read_po(fh)
-    assert len(catalog) > 50, f"extraction found only {len(catalog)} messages; is babel.cfg right?"
-    return catalog
+_EXTRACTED: dict[str, object] = {}
 
 
-# --- (a) the compiled catalog -----------------------------------------------------------------
+def fresh_extraction(catalog, tmp_path_factory):
+    """A new extraction of the catalog's files, independent of the committed messages.pot."""
+    if catalog.name not in _EXTRACTED:
+        out = tmp_path_factory.mktemp("i18n") / f"{catalog.name}.pot"
+        i18n.extract(catalog, out)
+        with out.open("rb") as fh:
+            _EXTRACTED[catalog.name] = read_po(fh)
+    return _EXTRACTED[catalog.name]
 
-def test_compiled_catalog_matches_the_po(compiled_catalog):
-    catalog = load_po()
-    assert mo_entries(compiled_catalog) == compiled_entries(catalog)
 
+# --- (a) the compiled catalogs ----------------------------------------------------------------
+
+@pytest.mark.parametrize("catalog", CATALOGS, ids=CATALOG_IDS)
+def test_compiled_catalog_matches_the_po(catalog, compiled_catalog):
+    assert mo_entries(catalog.po("es").with_suffix(".mo")) == compiled_entries(load_po(catalog))
+
+
+def test_merged_catalogs_translate(compiled_catalog):
     translations = Translations.load(str(TRANSLATIONS), ["es"])
+    for c in CATALOGS[1:]:
+        translations.merge(Translations.load(str(c.directory), ["es"]))
     assert translations.gettext("Sign in") == "Iniciar sesión"
     assert translations.ngettext("%(num)d event", "%(num)d events", 1) == "%(num)d evento"
     assert translations.ngettext("%(num)d event", "%(num)d events", 3) == "%(num)d eventos"
 
 
-def test_po_header_declares_spanish_plural_rule():
-    catalog = load_po()
-    assert str(catalog.locale) == "es"
-    assert catalog.num_plurals == 2
-    assert catalog.plural_expr.replace(" ", "") in {"(n!=1)", "n!=1"}
+def test_the_app_merges_every_catalog(app):
+    from portal import translation_directories
+
+    dirs = {Path(d).resolve() for d in translation_directories()}
+    assert dirs == {c.directory.resolve() for c in CATALOGS}
+
+
+@pytest.mark.parametrize("catalog", CATALOGS, ids=CATALOG_IDS)
+def test_po_header_declares_spanish_plural_rule(catalog):
+    po = load_po(catalog)
+    assert str(po.locale) == "es"
+    assert po.num_plurals == 2
+    assert po.plural_expr.replace(" ", "") in {"(n!=1)", "n!=1"}
 
 
 # --- (b) every extracted message is translated ------------------------------------------------
 
-def test_every_extracted_message_is_translated(fresh_extraction):
-    po = load_po()
+@pytest.mark.parametrize("catalog", CATALOGS, ids=CATALOG_IDS)
+def test_every_extracted_message_is_translated(catalog, tmp_path_factory):
+    extracted = fresh_extraction(catalog, tmp_path_factory)
+    po = load_po(catalog)
     problems = []
-    for message in fresh_extraction:
+    for message in extracted:
         if not message.id:
             continue
         label = f"{message.id!r}  [{where(message)}]"
         found = po.get(message.id, message.context)
         if found is None:
-            problems.append(f"missing from es messages.po: {label}")
+            problems.append(f"missing from {catalog.name} es messages.po: {label}")
         elif message.pluralizable != found.pluralizable or (
                 message.pluralizable and tuple(message.id) != tuple(found.id)):
-            problems.append(f"plural form differs from the source (re-run scripts/i18n.sh): {label}")
+            problems.append(f"plural form differs from the source (re-run scripts/i18n.py): {label}")
         elif found.fuzzy:
             problems.append(f"fuzzy (needs review): {label}")
         elif not is_translated(found):
             problems.append(f"empty Spanish translation: {label}")
     assert not problems, (
-        f"{len(problems)} message(s) lack a Spanish translation. Run `VENV=... bash scripts/i18n.sh`, "
-        "translate portal/translations/es/LC_MESSAGES/messages.po, then run the script again:\n  "
+        f"{len(problems)} message(s) lack a Spanish translation. Run `.venv/bin/python scripts/i18n.py "
+        f"{catalog.name}`, translate {catalog.po('es').relative_to(ROOT)}, then run it again:\n  "
         + "\n  ".join(problems)
     )
 
 
-def test_every_template_and_module_using_gettext_is_extracted(fresh_extraction):
-    """Guards babel.cfg and the extract options: Babel silently skips files its mapping or directory
-    filter misses (by default every directory starting with "_", such as templates/_macros)."""
-    extracted = {path for message in fresh_extraction for path, _line in message.locations}
+def test_every_template_and_module_using_gettext_is_extracted(tmp_path_factory):
+    """Guards babel.cfg, the catalog split and the extract options: Babel silently skips files its
+    mapping or directory filter misses (by default every directory starting with "_", such as
+    templates/_macros)."""
+    extracted = {path for c in CATALOGS for message in fresh_extraction(c, tmp_path_factory)
+                 for path, _line in message.locations}
     calls = re.compile(r"\b(?:_|_l|gettext|ngettext|lazy_gettext)\(\s*['\"]")
     sources = [p for p in (ROOT / "portal").rglob("*") if p.suffix in {".py", ".html", ".txt"} and p.is_file()]
     skipped = sorted(str(p.relative_to(ROOT)) for p in sources
@@ -190,16 +208,18 @@ def test_every_template_and_module_using_gettext_is_extracted(fresh_extraction):
     assert not skipped, "files with gettext calls that the extraction did not read:\n  " + "\n  ".join(skipped)
 
 
-def test_no_fuzzy_or_empty_entries_in_po():
-    bad = [f"{m.id!r} [{where(m)}]" for m in load_po() if m.id and (m.fuzzy or not is_translated(m))]
-    assert not bad, "fuzzy or empty entries in es messages.po:\n  " + "\n  ".join(bad)
+@pytest.mark.parametrize("catalog", CATALOGS, ids=CATALOG_IDS)
+def test_no_fuzzy_or_empty_entries_in_po(catalog):
+    bad = [f"{m.id!r} [{where(m)}]" for m in load_po(catalog) if m.id and (m.fuzzy or not is_translated(m))]
+    assert not bad, f"fuzzy or empty entries in {catalog.name} es messages.po:\n  " + "\n  ".join(bad)
 
 
 # --- (c) placeholders survive translation -----------------------------------------------------
 
-def test_placeholders_match_the_source():
+@pytest.mark.parametrize("catalog", CATALOGS, ids=CATALOG_IDS)
+def test_placeholders_match_the_source(catalog):
     problems = []
-    for message in load_po():
+    for message in load_po(catalog):
         if not message.id or not is_translated(message):
             continue
         if message.pluralizable:
@@ -242,9 +262,8 @@ def test_accept_language_english_renders_english(spanish_app, client):
 
 
 def test_language_choice_persists_for_the_session(spanish_app, client, csrf_token):
-    token = csrf_token(client, "/signin")
-    r = client.post("/language", data={"csrf_token": token, "lang": "es", "next": "/signin"},
-                    headers={"Accept-Language": "en"})
+    r = client.post("/language", data={"lang": "es", "next": "/signin"},
+                    headers={"Accept-Language": "en", "Origin": "http://localhost"})
     assert r.status_code == 302 and r.location.endswith("/signin")
 
     for path in ("/signin", "/help"):  # later requests, browser still asking for English
@@ -252,21 +271,20 @@ def test_language_choice_persists_for_the_session(spanish_app, client, csrf_toke
         assert html_lang(html) == "es", path
     assert "Iniciar sesión" in client.get("/signin", headers={"Accept-Language": "en"}).get_data(as_text=True)
 
-    token = csrf_token(client, "/signin")
-    client.post("/language", data={"csrf_token": token, "lang": "en", "next": "/signin"})
+    client.post("/language", data={"lang": "en", "next": "/signin"}, headers={"Referer": "http://localhost/signin"})
     html = client.get("/signin", headers={"Accept-Language": "es"}).get_data(as_text=True)
     assert html_lang(html) == "en"
 
 
-def test_language_post_without_csrf_token_changes_nothing(spanish_app, client):
-    client.post("/language", data={"lang": "es", "next": "/signin"})
+def test_language_post_without_origin_or_referer_changes_nothing(spanish_app, client):
+    # /language takes no CSRF token: it is Origin-checked (tests/ops/test_anonymous_pages.py)
+    assert client.post("/language", data={"lang": "es", "next": "/signin"}).status_code == 400
     html = client.get("/signin", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert html_lang(html) == "en"
 
 
 def test_unknown_language_is_ignored(spanish_app, client, csrf_token):
-    token = csrf_token(client, "/signin")
-    client.post("/language", data={"csrf_token": token, "lang": "xx", "next": "/signin"})
+    client.post("/language", data={"lang": "xx", "next": "/signin"}, headers={"Origin": "http://localhost"})
     html = client.get("/signin", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert html_lang(html) == "en"
 
@@ -276,8 +294,7 @@ def test_signed_in_choice_is_stored_on_the_account(spanish_app, db, login_as, cs
     from tests.conftest import sign_in_session
 
     client, user = login_as("patient", preferred_language="en")
-    token = csrf_token(client, "/help")
-    r = client.post("/language", data={"csrf_token": token, "lang": "es", "next": "/help"})
+    r = client.post("/language", data={"lang": "es", "next": "/help"}, headers={"Origin": "http://localhost"})
     assert r.status_code == 302
 
     db.session.expire_all()

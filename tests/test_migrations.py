@@ -77,3 +77,18 @@ def test_append_only_trigger_exists_after_upgrade(app, db, table):
     else:
         names = db.session.execute(text("select tgname from pg_trigger where not tgisinternal")).scalars().all()
     assert "audit_events_no_update" in names
+
+
+def test_exactly_one_head_and_date_prefixed_revisions():
+    """Domains built side by side must merge their migrations: one head, and every file date-prefixed."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    migrations = Path(__file__).resolve().parents[1] / "migrations"
+    cfg = Config(str(migrations / "alembic.ini"))
+    cfg.set_main_option("script_location", str(migrations))
+    script = ScriptDirectory.from_config(cfg)
+    heads = script.get_heads()
+    assert len(heads) == 1, f"several migration heads {heads}: add a merge revision (flask db merge heads)"
+    undated = [p.name for p in (migrations / "versions").glob("*.py") if not p.name[:8].isdigit()]
+    assert not undated, f"migration files without a YYYYMMDD_ prefix: {undated}"

@@ -13,10 +13,12 @@ import secrets
 import time
 
 import pyotp
-import segno
-from sqlalchemy import or_, update
+from datetime import timedelta
 
-from portal.accounts.models import RecoveryCode, User
+from sqlalchemy import and_, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
+
+from portal.accounts.models import RecoveryCode, User, UserSession
 from portal.core.crypto import decrypt, encrypt, keyed_hash
 from portal.core.db import utcnow
 from portal.extensions import db
@@ -37,6 +39,8 @@ def provisioning_uri(secret: str, account_name: str, issuer: str) -> str:
 
 def qr_svg(uri: str, title: str) -> str:
     """Inline SVG (no script, no style attribute) for the enrolment page."""
+    import segno  # only the set-up page draws a QR code (G9)
+
     qr = segno.make(uri, error="m")
     svg = qr.svg_inline(scale=5, border=2, title=title, svgclass="qr-code", lineclass=None, omitsize=False)
     return svg.replace("<svg ", '<svg role="img" ', 1)
@@ -82,44 +86,75 @@ def _claim_step(user: User, step: int) -> bool:
     return True
 
 
-def begin_enrolment(user: User) -> str:
-    """Create (or keep) a pending secret; returns the plaintext secret for display."""
-    if user.totp_pending_enc:
-        return decrypt(user.totp_pending_enc)
-    secret = new_secret()
-    user.totp_pending_enc = encrypt(secret)
-    db.session.flush()
+PENDING_SECONDS = 30 * 60  # a secret being set up stays usable this long after the set-up step began
+
+
+def pending_secret(record) -> str | None:
+    """The secret this session is setting up, or None (none, or its time is up)."""
+    if not record.totp_pending_enc or record.totp_pending_at is None:
+        return None
+    if utcnow() - record.totp_pending_at > timedelta(seconds=PENDING_SECONDS):
+        return None
+    return decrypt(record.totp_pending_enc)
+
+
+def begin_enrolment(record, *, fresh: bool = False) -> str:
+    """The secret this session is setting up (made on first call, kept across reloads; `fresh` starts
+    over). It lives on the session record, never on the user row shared by every session, so two
+    sessions setting up at once each see their own secret and only one can ever win."""
+    secret = None if fresh else pending_secret(record)
+    if secret is None:
+        secret = new_secret()
+        record.totp_pending_enc = encrypt(secret)
+        record.totp_pending_at = utcnow()
+        db.session.flush()
     return secret
 
 
-def confirm_enrolment(user: User, code: str, now: float | None = None) -> bool:
-    if not user.totp_pending_enc:
+def confirm_enrolment(user: User, record, code: str, now: float | None = None, *, replacing: bool = False) -> bool:
+    """Make the session's pending secret the account's factor, in one conditional UPDATE.
+
+    First enrolment: only `WHERE totp_secret_enc IS NULL`, so a password-only session can never replace
+    a factor (one that another session has just enrolled included). Replacement (`replacing`, from a
+    fully signed-in session that proved the current factor): only while the factor in force is the one
+    that session proved, i.e. enabled before this set-up began, so of two replacements only one wins
+    and the old factor stays in force until this very UPDATE."""
+    secret = pending_secret(record)
+    if secret is None:
         return False
-    secret = decrypt(user.totp_pending_enc)
     step = _matching_step(secret, clean_code(code), now or time.time(), None)
     if step is None:
         return False
-    # Claimed atomically on the pending secret: of two simultaneous confirmations only one enrols (and
-    # makes the recovery codes the person is shown).
-    values = {"totp_secret_enc": encrypt(secret), "totp_pending_enc": None, "totp_enabled_at": utcnow(),
-              "totp_last_step": step}
+    if replacing:
+        guard = and_(User.totp_secret_enc.is_not(None), User.totp_enabled_at <= record.totp_pending_at)
+    else:
+        guard = User.totp_secret_enc.is_(None)
+    values = {"totp_secret_enc": encrypt(secret), "totp_enabled_at": utcnow(), "totp_last_step": step}
     result = db.session.execute(
-        update(User).where(User.id == user.id, User.totp_pending_enc == user.totp_pending_enc)
-        .values(**values).execution_options(synchronize_session=False)
+        update(User).where(User.id == user.id, guard).values(**values).execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         return False
     for key, value in values.items():
-        setattr(user, key, value)
+        set_committed_value(user, key, value)
+    record.totp_pending_enc = None
+    record.totp_pending_at = None
     db.session.flush()
     return True
 
 
 def clear_mfa(user: User) -> None:
+    """Support's reset after an identity check: no factor (app or passkeys), no recovery codes, no
+    secret being set up."""
+    from portal.accounts.passkeys import remove_all
+
+    remove_all(user)
     user.totp_secret_enc = None
-    user.totp_pending_enc = None
     user.totp_enabled_at = None
     user.totp_last_step = None
+    db.session.execute(update(UserSession).where(UserSession.user_id == user.id)
+                       .values(totp_pending_enc=None, totp_pending_at=None)
+                       .execution_options(synchronize_session=False))
     db.session.execute(update(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
                        .values(used_at=utcnow()))
     db.session.flush()

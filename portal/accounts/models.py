@@ -3,14 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.core.db import PublicIdMixin, TimestampMixin, UTCDateTime
+from portal.core.roles import Role
 from portal.extensions import db
 
-ROLES = ("patient", "clinician", "support", "billing", "admin")
-STAFF_ROLES = ("clinician", "support", "billing", "admin")
 
 
 class User(UserMixin, PublicIdMixin, TimestampMixin, db.Model):
@@ -27,13 +26,19 @@ class User(UserMixin, PublicIdMixin, TimestampMixin, db.Model):
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     preferred_language: Mapped[str | None] = mapped_column(String(8))
 
-    # TOTP: the secret is Fernet-encrypted; last_step stops replay (RFC 6238 §5.2).
+    # TOTP: the secret is Fernet-encrypted; last_step stops replay (RFC 6238 §5.2). A secret being set
+    # up (first enrolment or a replacement) belongs to one session: UserSession.totp_pending_enc.
     totp_secret_enc: Mapped[str | None] = mapped_column(Text)
-    totp_pending_enc: Mapped[str | None] = mapped_column(Text)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
-    grants: Mapped[list[AccessGrant]] = relationship(back_populates="user", lazy="raise")
+    # Passkeys (WebAuthn, accounts/passkeys.py): the random user handle the authenticators hold for this
+    # account (never the email or an integer id), and since when the account has at least one passkey
+    # (kept by passkeys.py, cleared when the last one goes), so `mfa_enabled` needs no query.
+    webauthn_user_id: Mapped[str | None] = mapped_column(String(100), unique=True, index=True)
+    passkeys_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    grants = relationship("AccessGrant", back_populates="user", lazy="raise")
 
     def get_id(self) -> str:  # Flask-Login
         return self.public_id
@@ -44,41 +49,38 @@ class User(UserMixin, PublicIdMixin, TimestampMixin, db.Model):
 
     @property
     def is_staff(self) -> bool:
-        return self.role in STAFF_ROLES
+        return Role.parse(self.role) not in (None, Role.PATIENT)
+
+    @property
+    def totp_enabled(self) -> bool:
+        return self.totp_enabled_at is not None and self.totp_secret_enc is not None
 
     @property
     def mfa_enabled(self) -> bool:
-        return self.totp_enabled_at is not None and self.totp_secret_enc is not None
+        """A second factor is set up: an authenticator app, a passkey, or both."""
+        return self.totp_enabled or self.passkeys_enabled_at is not None
 
 
 class LoginFailure(db.Model):
     """Failed sign-in/code attempts per email (known or not), in a window, and the temporary lock.
 
     Keyed by a hash of the normalised email so an unknown address is counted and locked exactly like
-    a real account (a lock reveals nothing), and kept in the database so it holds when Redis is down."""
+    a real account (a lock reveals nothing), and kept in the database so it holds when Redis is down.
+    A remembered device (signed device cookie) is counted under its own key (email + device), so
+    strangers' failures do not lock it out. `consecutive` counts failures across windows until a
+    success; each lock lasts longer than the last (`locks`), and at the cap (NIST SP 800-63B 5.2.2:
+    at most 100) the key stays locked until an emailed password reset or a support unlock."""
 
     __tablename__ = "login_failures"
 
     account_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email_key: Mapped[str | None] = mapped_column(String(64), index=True)  # set on a device's row
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class AccessGrant(TimestampMixin, db.Model):
-    """Links a user to a patient record they may act for (`self` now, `proxy` later)."""
-
-    __tablename__ = "access_grants"
-    __table_args__ = (UniqueConstraint("user_id", "patient_id"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
-    relationship_kind: Mapped[str] = mapped_column(String(16), default="self")
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    user: Mapped[User] = relationship(back_populates="grants")
-    patient = relationship("Patient", lazy="joined")
+    consecutive: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    capped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class UserSession(PublicIdMixin, TimestampMixin, db.Model):
@@ -96,6 +98,10 @@ class UserSession(PublicIdMixin, TimestampMixin, db.Model):
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(300))
+    # A TOTP secret this session is setting up (first enrolment, or replacing the authenticator), and
+    # when that step began: pending limits are measured from here, never from the session's creation.
+    totp_pending_enc: Mapped[str | None] = mapped_column(Text)
+    totp_pending_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -135,3 +141,43 @@ class SupportIdentityCheck(TimestampMixin, db.Model):
     method: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(32))
     verified_birth_date: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Passkey(PublicIdMixin, TimestampMixin, db.Model):
+    """A WebAuthn credential (a passkey on a phone or computer, or a security key) of one account.
+
+    Only the public key is stored. `sign_count` and the backup flags are updated on every use
+    (WebAuthn L3 §7.2 steps 21-22); `clone_suspected_at` marks a counter that went backwards (a
+    possibly cloned authenticator): that use was refused and audited, and support sees the mark."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)  # base64url, ≤ 1023 bytes
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE_Key
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    aaguid: Mapped[str | None] = mapped_column(String(36))
+    transports: Mapped[str | None] = mapped_column(String(200))  # comma-separated hints for the browser
+    name: Mapped[str] = mapped_column(String(64))
+    device_label: Mapped[str | None] = mapped_column(String(120))  # the browser it was made on, in words
+    backup_eligible: Mapped[bool] = mapped_column(Boolean, default=False)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    clone_suspected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class WebAuthnChallenge(TimestampMixin, db.Model):
+    """A challenge handed to the browser: single use, bound to the browser session that asked for it
+    (a keyed hash of a random value in that session's cookie) and, once signed in, to the account;
+    expires after 5 minutes. Consumed by one conditional UPDATE, so a replay can never win."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    challenge: Mapped[str] = mapped_column(String(128), unique=True)  # base64url
+    purpose: Mapped[str] = mapped_column(String(16))
+    binding: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

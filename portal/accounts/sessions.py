@@ -1,4 +1,5 @@
-"""Server-side session records.
+"""Server-side session records (request mechanics: this module reads the cookie and `g`; the services
+that start or end sessions are handed the record).
 
 The signed Flask cookie carries only a random 256-bit token (`sid`); its keyed hash finds a
 UserSession row. Sign-out, "sign out everywhere", password change, MFA reset, role change and
@@ -95,7 +96,7 @@ def current_record() -> UserSession | None:
     cfg = current_app.config
     now = utcnow()
     expired = None
-    if record.mfa_verified_at is None and now - record.created_at > timedelta(seconds=PENDING_MFA_SECONDS):
+    if record.mfa_verified_at is None and now - _pending_since(record) > timedelta(seconds=_pending_limit(record)):
         expired = "pending_timeout"
     elif now - record.last_seen_at > timedelta(seconds=cfg["SESSION_IDLE_SECONDS"]):
         expired = "idle"
@@ -109,7 +110,7 @@ def current_record() -> UserSession | None:
         if expired in ("idle", "absolute"):
             record_event(EventTag.SESSION_TIMEOUT, actor=record.user, object_type="session",
                          object_id=record.public_id, detail={"reason": expired})
-        db.session.commit()
+        db.session.flush()  # the request frame commits
         session.pop("sid", None)
         g.session_expired = expired
         return None
@@ -117,11 +118,23 @@ def current_record() -> UserSession | None:
     return record
 
 
+def _pending_since(record: UserSession):
+    """When the pending step began: the password step (a session is created there and never drops back),
+    or, while setting up an authenticator, when that set-up began."""
+    return record.totp_pending_at or record.created_at
+
+
+def _pending_limit(record: UserSession) -> int:
+    from portal.accounts.mfa import PENDING_SECONDS
+
+    return PENDING_SECONDS if record.totp_pending_at else PENDING_MFA_SECONDS
+
+
 def touch(record: UserSession, force: bool = False) -> None:
     now = utcnow()
     if force or now - record.last_seen_at >= LAST_SEEN_GRANULARITY:
         record.last_seen_at = now
-        db.session.commit()
+        db.session.flush()  # the request frame commits
 
 
 def load_user_from_request(_request):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import DateTime, ForeignKey, MetaData, String, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -58,3 +58,24 @@ class PublicIdMixin:
 
 class TimestampMixin:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PatientOwnedMixin(PublicIdMixin):
+    """A row that belongs to one patient: an opaque public id for URLs and an indexed patient_id.
+
+    Load one with `core.access.owned_or_404(Model, public_id, user)` and filter lists with
+    `core.access.scope_filter(Model, user)`; rows reached through a parent (a message of a thread)
+    carry the patient_id too, so every lookup is one indexed query through the same scope."""
+
+    @declared_attr
+    def patient_id(cls) -> Mapped[int]:
+        return mapped_column(ForeignKey("patients.id"), index=True)
+
+
+def capped_count(rows, cap: int):
+    """COUNT(*) of a SELECT that reads at most cap + 1 of its rows (a scalar subquery, so several counts
+    can share one statement): a count that stays cheap however large the table grows (PERFORMANCE.md G6/G8).
+    A result above `cap` means "more than cap"."""
+    from sqlalchemy import func, select
+
+    return select(func.count()).select_from(rows.limit(cap + 1).subquery()).scalar_subquery()

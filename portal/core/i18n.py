@@ -4,20 +4,49 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from jinja2.ext import _make_new_gettext, _make_new_ngettext
-
 from flask import current_app, request, session
+from flask import g as _g
 from flask_babel import format_datetime
+from flask_babel import get_translations as _get_translations
 from flask_login import current_user
 
 
+LANG_COOKIE_SECONDS = 365 * 24 * 3600
+
+
+def lang_cookie_name() -> str:
+    """The language choice's own cookie (not the session: anonymous pages set no session cookie)."""
+    return "__Host-portal_lang" if current_app.config["SESSION_COOKIE_NAME"].startswith("__Host-") \
+        else "portal_lang"
+
+
+def remember_language(lang: str) -> None:
+    """Use `lang` from this request on, and set its cookie on the response (core/headers.apply_headers)."""
+    from flask import g
+
+    if lang in current_app.config["LANGUAGES"]:
+        g.language_choice = lang
+        forget_request_translations()
+
+
+def set_language_cookie(response) -> None:
+    from flask import g
+
+    lang = g.get("language_choice")
+    if lang and request.cookies.get(lang_cookie_name()) != lang:
+        response.set_cookie(lang_cookie_name(), lang, max_age=LANG_COOKIE_SECONDS, path="/",
+                            secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True, samesite="Lax")
+
+
 def select_locale() -> str:
+    from flask import g
+
     langs = current_app.config["LANGUAGES"]
     if getattr(current_user, "is_authenticated", False) and current_user.preferred_language in langs:
         return current_user.preferred_language
-    chosen = session.get("lang")
-    if chosen in langs:
-        return chosen
+    for chosen in (g.get("language_choice"), request.cookies.get(lang_cookie_name()), session.get("lang")):
+        if chosen in langs:
+            return chosen
     return request.accept_languages.best_match(langs) or current_app.config["BABEL_DEFAULT_LOCALE"]
 
 
@@ -36,41 +65,6 @@ def local_datetime(value, fmt: str = "medium") -> str:
     return format_datetime(value, fmt)
 
 
-def role_label(role: str | None) -> str:
-    from flask_babel import gettext as _
-
-    return {
-        "patient": _("Patient"),
-        "clinician": _("Clinician"),
-        "support": _("Support staff"),
-        "billing": _("Billing staff"),
-        "admin": _("Administrator"),
-    }.get(role or "", role or "")
-
-
-def category_label(category: str | None) -> str:
-    from flask_babel import gettext as _
-
-    return {
-        "demographics": _("Contact and personal details"),
-        "dashboard": _("Home page summary"),
-        "access_history": _("Access history"),
-    }.get(category or "", category or _("Record"))
-
-
-def access_label(action: str | None, category: str | None) -> str:
-    """Plain words for a staff action on a patient's record, for the patient's "who viewed" list."""
-    from flask_babel import gettext as _
-
-    if action == "patient.view":
-        return _("Viewed: %(what)s", what=category_label(category))
-    return {
-        "account.activation.issued": _("Issued an activation code"),
-        "account.unlocked": _("Unlocked your portal account"),
-        "auth.mfa.reset": _("Reset your two-step verification"),
-    }.get(action or "", _("Used your record"))
-
-
 def local_date(value, fmt: str = "medium") -> str:
     from flask_babel import format_date
 
@@ -78,12 +72,11 @@ def local_date(value, fmt: str = "medium") -> str:
 
 
 def _request_translations():
-    from flask import g
-    from flask_babel import get_translations
-
-    tr = g.get("_portal_translations")
+    # Called for every string a template translates: no imports or proxy lookups beyond the one `g` read.
+    d = _g._get_current_object().__dict__
+    tr = d.get("_portal_translations")
     if tr is None:
-        tr = g._portal_translations = get_translations()
+        tr = d["_portal_translations"] = _get_translations()
     return tr
 
 
@@ -100,7 +93,10 @@ def install_template_gettext(jinja_env) -> None:
 
     Flask-Babel's callables look up the context, domain, locale and catalogue on every string (about
     40% of rendering a simple page); the catalogue cannot change within a request, so it is resolved
-    once and kept on `g`. Same behaviour: Jinja's new-style autoescaping and %(name)s formatting."""
-    gettext = _make_new_gettext(lambda s: _request_translations().ugettext(s))
-    ngettext = _make_new_ngettext(lambda s, p, n: _request_translations().ungettext(s, p, n))
-    jinja_env.globals.update(gettext=gettext, _=gettext, ngettext=ngettext)
+    once and kept on `g`. Installed through Jinja's public i18n API (new-style: autoescaping and
+    %(name)s formatting)."""
+    jinja_env.install_gettext_callables(
+        lambda s: _request_translations().ugettext(s),
+        lambda s, p, n: _request_translations().ungettext(s, p, n),
+        newstyle=True,
+    )

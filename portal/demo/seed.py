@@ -1,16 +1,21 @@
 """`flask demo seed`: idempotent demo clinic (staff of each role, patients from FHIR, two active
-patient accounts with MFA, one pending activation). Demo credentials are printed, never used in
-production (the command refuses to run there)."""
+patient accounts with MFA, one pending activation), then each domain's own demo data: a module
+`portal/<domain>/demo.py` with `ORDER` (int) and `seed(ctx: DemoContext)`, run in ORDER. Each must be
+idempotent (running `make run` twice changes nothing) and may add lines for `make run` to print
+(ctx.notes). Demo credentials are printed, never used in production (the command refuses there)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from portal.accounts import mfa, services as account_services
-from portal.accounts.models import AccessGrant, User
+from portal.accounts.models import User
+from portal.patients.models import AccessGrant
 from portal.accounts.passwords import hash_password
 from portal.core.crypto import encrypt
 from portal.core.db import utcnow
@@ -66,17 +71,49 @@ def _ensure_user(email: str, role: str, name: str, language: str = "en") -> User
     return user
 
 
+@dataclass
+class DemoContext:
+    """What the base seed made, for the domains' demo modules."""
+
+    patients: dict[str, Patient]  # by FHIR id
+    users: dict[str, User]  # by email (staff and patient accounts)
+    notes: list[str] = field(default_factory=list)  # printed by `flask demo seed` after the logins
+
+    def user(self, email: str) -> User:
+        return self.users[email]
+
+    def patient_of(self, email: str) -> Patient:
+        """The patient record behind a demo patient account (e.g. gladys@patient.example)."""
+        fhir_id = next(f for f, e, _lang in PATIENT_ACCOUNTS if e == email)
+        return self.patients[fhir_id]
+
+    @property
+    def staff(self) -> dict[str, User]:
+        """{role: the demo staff user}"""
+        return {role: self.users[email] for email, role, _name in STAFF}
+
+
+def run_domain_demos(ctx: DemoContext) -> None:
+    from portal import domain_modules
+
+    modules = [importlib.import_module(name) for name in domain_modules("demo")]
+    for module in sorted(modules, key=lambda m: (getattr(m, "ORDER", 100), m.__name__)):
+        module.seed(ctx)
+        db.session.flush()
+
+
 def seed() -> dict:
     patients = _upsert_patients()
+    users: dict[str, User] = {}
     accounts = []
     for email, role, name in STAFF:
-        _ensure_user(email, role, name)
+        users[email] = _ensure_user(email, role, name)
         accounts.append((email, role))
     for fhir_id, email, lang in PATIENT_ACCOUNTS:
         patient = patients[fhir_id]
         patient.preferred_language = lang
         patient.email = email
-        user = _ensure_user(email, "patient", patient.given_name, lang)
+        user = users[email] = _ensure_user(email, "patient", patient.given_name, lang)
         if db.session.execute(select(AccessGrant).where(AccessGrant.user_id == user.id,
                                                         AccessGrant.patient_id == patient.id)).first() is None:
             db.session.add(AccessGrant(user_id=user.id, patient_id=patient.id, relationship_kind="self"))
@@ -87,4 +124,6 @@ def seed() -> dict:
     code = None
     if account_services.patient_account(pending) is None:
         code = account_services.issue_activation(admin, pending)
-    return {"accounts": accounts, "patients": len(patients), "activation": (pending, code)}
+    ctx = DemoContext(patients=patients, users=users)
+    run_domain_demos(ctx)
+    return {"accounts": accounts, "patients": len(patients), "activation": (pending, code), "notes": ctx.notes}

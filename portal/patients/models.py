@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
-from sqlalchemy import Date, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Date, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.core.db import PublicIdMixin, TimestampMixin
+from portal.core.db import PublicIdMixin, TimestampMixin, UTCDateTime
 from portal.extensions import db
 
 
@@ -30,3 +30,20 @@ class Patient(PublicIdMixin, TimestampMixin, db.Model):
     @property
     def full_name(self) -> str:
         return f"{self.given_name} {self.family_name}"
+
+
+class AccessGrant(TimestampMixin, db.Model):
+    """Links a user to a patient record they may act for (`self` now, `proxy` later). The ownership
+    scope (core.access) reads only these rows."""
+
+    __tablename__ = "access_grants"
+    __table_args__ = (UniqueConstraint("user_id", "patient_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    relationship_kind: Mapped[str] = mapped_column(String(16), default="self")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    user = relationship("User", back_populates="grants")
+    patient: Mapped[Patient] = relationship(lazy="joined")

@@ -3,7 +3,7 @@ import re
 from sqlalchemy import select
 
 from portal.accounts.models import UserSession
-from portal.audit.models import AuditEvent
+from portal.core.audit import AuditEvent
 from tests.conftest import sign_in_session
 from tests.factories import DEFAULT_PASSWORD
 from tests.helpers import post_form

@@ -3,43 +3,14 @@ one TOTP code submitted 10 times at once is accepted exactly once; concurrent fa
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
-from pathlib import Path
 
 import pyotp
-import pytest
-from flask_migrate import upgrade
 
-from config import TestingConfig
-from tests.conftest import create_pg_database, drop_pg_database
+from portal.core.db import utcnow
 
-MIGRATIONS = str(Path(__file__).resolve().parents[2] / "migrations")
-
-
-@pytest.fixture()
-def committing_app(tmp_path, request):
-    from portal import create_app
-    from portal.extensions import db
-
-    name = None
-    if os.environ.get("TEST_DATABASE_URL"):
-        request.getfixturevalue("pg_admin_url")
-        name = f"portal_race_{uuid.uuid4().hex[:8]}"
-        url = create_pg_database(name)
-    else:
-        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
-    app = create_app(TestingConfig, SQLALCHEMY_DATABASE_URI=url, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 12}
-                     if name else {"connect_args": {"timeout": 30}})
-    with app.app_context():
-        upgrade(directory=MIGRATIONS)
-    yield app
-    with app.app_context():
-        db.engine.dispose()
-    if name:
-        drop_pg_database(name)
+from tests.concurrency import race
 
 
 def _user(app):
@@ -53,23 +24,7 @@ def _user(app):
 
 
 def _race(app, n, fn):
-    barrier = threading.Barrier(n)
-    results = []
-    lock = threading.Lock()
-
-    def run():
-        with app.app_context():
-            barrier.wait()
-            out = fn()
-            with lock:
-                results.append(out)
-
-    threads = [threading.Thread(target=run) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
+    return race(n, fn, app=app)
 
 
 def _committed(check, user_id):
@@ -136,7 +91,8 @@ def test_one_activation_code_submitted_eight_times_at_once_opens_one_account(com
     from sqlalchemy import func, select
 
     from portal.accounts import services
-    from portal.accounts.models import AccessGrant, User
+    from portal.accounts.models import User
+    from portal.patients.models import AccessGrant
     from portal.core.errors import DomainError
     from portal.extensions import db
     from tests.factories import PatientFactory, create_user
@@ -149,13 +105,16 @@ def test_one_activation_code_submitted_eight_times_at_once_opens_one_account(com
             code = services.issue_activation(staff, patient)
         db.session.commit()
         patient_id, birth = patient.id, patient.birth_date
+        with committing_app.test_request_context():
+            code_id = services.check_activation(code, birth, "10.0.0.9")  # step 1, as the route does
+        db.session.commit()
 
     def attempt():
         n = threading.get_ident() % 100000
         with committing_app.test_request_context():
             for _ in range(20):
                 try:
-                    user = services.activate(code, birth, f"race{n}@example.org", "tidal mosaic orchard 31",
+                    user = services.activate(code_id, f"race{n}@example.org", "tidal mosaic orchard 31",
                                              "10.0.0.9")
                     db.session.commit()
                     return user is not None
@@ -177,15 +136,58 @@ def test_one_activation_code_submitted_eight_times_at_once_opens_one_account(com
 
 
 def test_enrolment_confirmed_twice_at_once_enrols_once(committing_app):
+    """Six simultaneous confirmations of one session's pending secret: one enrols."""
     from portal.accounts import mfa
+    from portal.accounts.models import UserSession
     from portal.extensions import db
     from tests.factories import create_user
 
     with committing_app.app_context():
         user = create_user("clinician", mfa=False)
-        secret = mfa.begin_enrolment(user)
+        record = UserSession(user_id=user.id, token_hash="t" * 64, last_seen_at=utcnow())
+        db.session.add(record)
+        db.session.flush()
+        secret = mfa.begin_enrolment(record)
         db.session.commit()
-        user_id = user.id
+        user_id, record_id = user.id, record.id
     code = pyotp.TOTP(secret).at(time.time())
-    results = _race(committing_app, 6, _committed(lambda user: mfa.confirm_enrolment(user, code), user_id))
+
+    def confirm(user):
+        return mfa.confirm_enrolment(user, db.session.get(UserSession, record_id), code)
+
+    results = _race(committing_app, 6, _committed(confirm, user_id))
     assert results.count(True) == 1, results
+
+
+def test_two_sessions_enrolling_at_once_each_see_their_own_secret_and_one_wins(committing_app):
+    """Probe finding 1: during enrolment every pending session was shown the same secret (it lived on
+    the user row). Now each session has its own, and the account ends with exactly one factor: the
+    other session's confirmation is refused, even with a correct code for its own secret."""
+    from portal.accounts import mfa
+    from portal.accounts.models import User, UserSession
+    from portal.core.crypto import decrypt
+    from portal.extensions import db
+    from tests.factories import create_user
+
+    with committing_app.app_context():
+        user = create_user("patient", mfa=False)
+        records = [UserSession(user_id=user.id, token_hash=f"{i}" * 64, last_seen_at=utcnow()) for i in range(2)]
+        db.session.add_all(records)
+        db.session.flush()
+        secrets_ = [mfa.begin_enrolment(r) for r in records]
+        db.session.commit()
+        ids, user_id = [r.id for r in records], user.id
+    assert secrets_[0] != secrets_[1]
+    pairs = list(zip(ids, secrets_))
+    lock = threading.Lock()
+
+    def confirm(user):
+        with lock:
+            record_id, secret = pairs.pop()
+        return mfa.confirm_enrolment(user, db.session.get(UserSession, record_id), pyotp.TOTP(secret).at(time.time()))
+
+    results = _race(committing_app, 2, _committed(confirm, user_id))
+    assert sorted(results) == [False, True], results
+    with committing_app.app_context():
+        enrolled = decrypt(db.session.get(User, user_id).totp_secret_enc)
+    assert enrolled in secrets_

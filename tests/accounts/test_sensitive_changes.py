@@ -7,6 +7,7 @@ from sqlalchemy import select
 from portal.accounts.models import User
 from tests.conftest import sign_in_session
 from tests.factories import DEFAULT_PASSWORD
+from tests.accounts.mfa_helpers import pending_secret
 from tests.helpers import post_form, totp_now
 
 
@@ -61,22 +62,22 @@ def test_new_authenticator_needs_password_and_current_code(app, db, login_as):
     sign_in_session(other, user)
     r = post_form(client, "/account/authenticator", {"current_password": DEFAULT_PASSWORD, "code": "000000"})
     assert r.status_code == 400
-    db.session.refresh(user)
-    assert user.mfa_enabled
+    assert client.get("/account/authenticator/new").status_code == 302  # nothing to set up yet
     r = post_form(client, "/account/authenticator",
                   {"current_password": DEFAULT_PASSWORD, "code": totp_now(user._totp_secret)})
-    assert r.status_code == 302 and r.location.endswith("/signin/setup")
+    assert r.status_code == 302 and r.location.endswith("/account/authenticator/new")
     db.session.refresh(user)
-    assert not user.mfa_enabled
-    assert client.get("/record").status_code == 302  # back to the enrolment step
-    assert other.get("/record").status_code == 302
-    from portal.core.crypto import decrypt
-
-    client.get("/signin/setup")
-    db.session.refresh(user)
-    new_secret = decrypt(user.totp_pending_enc)
-    assert new_secret != user._totp_secret
-    r = post_form(client, "/signin/setup", {"code": totp_now(new_secret)})
+    assert user.mfa_enabled  # the old factor stays in force
+    assert client.get("/record").status_code == 200 and other.get("/record").status_code == 200
+    html = client.get("/account/authenticator/new").get_data(as_text=True)
+    new_secret = pending_secret(db, user)
+    assert new_secret and new_secret != user._totp_secret and new_secret in html
+    assert "otpauth://totp/" in html and "Copy the key" in html
+    r = post_form(client, "/account/authenticator/new", {"code": totp_now(new_secret)})
     assert r.status_code == 200 and r.get_data(as_text=True).count("<li><code>") == 10
     assert client.get("/record").status_code == 200
-    assert db.session.execute(select(User.totp_enabled_at).where(User.id == user.id)).scalar() is not None
+    assert other.get("/record").status_code == 302  # other sessions end once the new app is in force
+    from portal.core.crypto import decrypt
+
+    db.session.refresh(user)
+    assert decrypt(user.totp_secret_enc) == new_secret

@@ -72,7 +72,7 @@ app = create_app(TestingConfig, CELERY_ALWAYS_EAGER=False, CELERY_BROKER_URL={re
 celery = app.extensions['celery']
 if sys.argv[1] == 'send':
     from portal.core.mail import build_message
-    from portal.core.tasks import send_email
+    from portal.core.mail import send_email
     with app.test_request_context():
         send_email.delay(build_message('worker@example.org', 'mfa_enabled', 'en').as_string())
 else:

@@ -50,15 +50,15 @@ def test_change_email_and_authenticator(page, seed, mailbox, checks, live_server
     page.get_by_label("Current password").fill(account.password)
     page.get_by_label("6-digit code from your current app").fill(current_code)
     page.get_by_role("button", name="Continue").click()
-    expect(page).to_have_url(re.compile(r"/signin/setup$"))
+    expect(page).to_have_url(re.compile(r"/account/authenticator/new$"))
     checks.check(page, "re-enrolment")
     new_secret = page.locator("code#totp-secret").get_attribute("data-secret")
     assert new_secret and new_secret != account.totp_secret
     code, _ = fresh_totp(new_secret, None)
     page.get_by_label("6-digit code from your app").fill(code)
-    page.get_by_role("button", name="Turn on two-step verification").click()
+    page.get_by_role("button", name="Use this app").click()
     expect(page.locator("#recovery-codes code")).to_have_count(10)
     page.get_by_role("button", name=re.compile("I have saved my codes")).click()
-    expect(page).to_have_url(re.compile(r"/home$"))
-    assert path_of(page) == "/home"
+    expect(page).to_have_url(re.compile(r"/account$"))
+    assert path_of(page) == "/account"
     checks.assert_clean()

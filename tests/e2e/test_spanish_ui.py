@@ -25,7 +25,12 @@ def spanish():
         return None
     from babel.support import Translations
 
-    return Translations.load(str(TRANSLATIONS), ["es"]).gettext
+    from portal import translation_directories
+
+    merged = Translations.load(str(TRANSLATIONS), ["es"])
+    for directory in translation_directories()[1:]:
+        merged.merge(Translations.load(directory, ["es"]))
+    return merged.gettext
 
 
 def switch_to(page, name: str) -> None:

@@ -146,9 +146,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROD_PROBE = r"""
 import json, os, sys
-os.environ.update(SECRET_KEY="s" * 48, DATABASE_URL="postgresql+psycopg://u@db/portal",
-                  FIELD_ENCRYPTION_KEYS="q6K5dX0yq4b2Wl3VJ9lJrJx3f2h1QbQJd2c8Yk9b0m4=", PORTAL_ENV="production")
-os.environ.pop("REDIS_URL", None)
+os.environ.update(SECRET_KEY="Zq3vT9pL0xW7mN2rB8kC5yH1dF6gJ4sA-_eUoIiP", DATABASE_URL="postgresql+psycopg://u@db/portal",
+                  FIELD_ENCRYPTION_KEYS="q6K5dX0yq4b2Wl3VJ9lJrJx3f2h1QbQJd2c8Yk9b0m4=", PORTAL_ENV="production",
+                  REDIS_URL="redis://127.0.0.1:1/0",  # required in production; never reached by this probe
+                  AUDIT_HMAC_KEY="a-real-audit-key-" + "z" * 32)
 from config import ProductionConfig
 from portal import create_app
 app = create_app(ProductionConfig, SQLALCHEMY_DATABASE_URI="sqlite://", RATELIMIT_STORAGE_URI="memory://")

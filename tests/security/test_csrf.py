@@ -78,8 +78,16 @@ class Scenario:
             self.data["code"] = "AAAA-BBBB-CCCC"
 
 
+# Webhooks: CSRF-exempt because the sender signs every request instead (each module tests its signature).
+SIGNED_WEBHOOKS = {"notifications.sms_inbound", "billing.stripe_webhook"}
+# Token-free but Origin-checked (a cross-site POST answers 400): the header's language form, so that anonymous
+# pages need no session (PERFORMANCE.md G3). Tested in tests/ops/test_anonymous_pages.py.
+ORIGIN_CHECKED = {"main.set_language"}
+
+
 def _post_routes(app):
-    return [(r, a) for r, a in routes(app) if "POST" in methods(r)]
+    return [(r, a) for r, a in routes(app)
+            if "POST" in methods(r) and r.endpoint not in SIGNED_WEBHOOKS | ORIGIN_CHECKED]
 
 
 def test_every_post_route_without_a_token_gets_400_and_writes_nothing(app, db, make_user):
@@ -129,10 +137,12 @@ def test_keepalive_needs_the_header_token(app, db, login_as, token_for):
     assert r.status_code == 200 and r.get_json()["ok"] is True
 
 
-def test_no_view_or_blueprint_is_csrf_exempt(app):
-    """Webhooks will be the only exempt routes (signature-verified); none exist yet."""
+def test_only_the_signed_webhooks_are_csrf_exempt(app):
+    """Webhooks are the only exempt routes (signature-verified)."""
     csrf = app.extensions["csrf"]
-    assert not csrf._exempt_views and not csrf._exempt_blueprints
+    exempt = {f"{app.view_functions[e].__module__}.{app.view_functions[e].__name__}"
+              for e in SIGNED_WEBHOOKS | ORIGIN_CHECKED}
+    assert csrf._exempt_views == exempt and not csrf._exempt_blueprints
     assert app.config["WTF_CSRF_ENABLED"] is True
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 
 from portal.accounts import mfa
 from portal.accounts.models import RecoveryCode, User
-from portal.audit.models import AuditEvent
+from portal.core.audit import AuditEvent
 from tests.conftest import PASSWORD, sign_in_session, unavailable
 from tests.security.helpers import dump_text, form_csrf, sign_in_with_password
 

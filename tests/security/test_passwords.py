@@ -18,6 +18,7 @@ from portal.accounts.models import ActivationCode, User
 from portal.core.crypto import keyed_hash
 from portal.core.db import utcnow
 from portal.core.errors import DomainError
+from tests.accounts.helpers import activate, check_code
 from tests.conftest import PASSWORD, sign_in_session
 from tests.security.helpers import form_csrf, sign_in_with_password
 
@@ -71,7 +72,8 @@ def test_1000_samples_rejected_at_activation_reset_and_change(app, db, make_user
     samples = long_ + short
     user = make_user("patient")
     patient = make_patient()
-    code = _activation_code(db, patient)
+    _activation_code(db, patient)
+    code_id = db.session.execute(select(ActivationCode.id).where(ActivationCode.patient_id == patient.id)).scalar_one()
     rejected = {"activation": 0, "reset": 0, "change": 0}
     # change_password re-checks the current password with argon2 first (~20 ms); the route test below
     # does that for real, here it is skipped so 1,000 samples stay fast.
@@ -79,7 +81,7 @@ def test_1000_samples_rejected_at_activation_reset_and_change(app, db, make_user
     with app.test_request_context("/"):  # messages are translated for the request's locale
         for pw in samples:
             with pytest.raises(DomainError) as e:
-                services.activate(code, patient.birth_date, "fresh@test.example", pw, "127.0.0.1")
+                services.activate(code_id, "fresh@test.example", pw, "127.0.0.1")
             assert e.value.field == "password"
             rejected["activation"] += 1
             with pytest.raises(DomainError):
@@ -101,10 +103,11 @@ def test_list_samples_rejected_through_the_routes(app, db, make_user, make_patie
     patient = make_patient()
     code = _activation_code(db, patient)
     client = app.test_client()
+    assert check_code(client, code, patient.birth_date).status_code == 302  # step 1, then step 2 each time
     for pw in picks:
-        token = form_csrf(client.get("/activate").get_data(as_text=True))
-        r = client.post("/activate", data={"csrf_token": token, "code": code, "email": "fresh@test.example",
-                                           "birth_date": patient.birth_date.isoformat(), "password": pw})
+        token = form_csrf(client.get("/activate/account").get_data(as_text=True))
+        r = client.post("/activate/account", data={"csrf_token": token, "email": "fresh@test.example",
+                                                   "password": pw})
         body = r.get_data(as_text=True)
         assert r.status_code == 400 and (LIST_MESSAGE in body or LENGTH_MESSAGE in body), pw
     user = make_user("patient")
@@ -115,8 +118,9 @@ def test_list_samples_rejected_through_the_routes(app, db, make_user, make_patie
         r = signed_in.post("/account/password", data={"csrf_token": token, "current_password": PASSWORD,
                                                       "password": pw})
         assert r.status_code == 400 and (LIST_MESSAGE in r.get_data(as_text=True) or len(pw) < 12), pw
-    reset_url = f"/password/reset/{services.make_reset_token(user)}"
     anon = app.test_client()
+    anon.get(f"/password/reset/{services.make_reset_token(user)}")  # the token moves into the session
+    reset_url = "/password/reset"
     for pw in picks[10:]:
         token = form_csrf(anon.get(reset_url).get_data(as_text=True))
         assert anon.post(reset_url, data={"csrf_token": token, "password": pw}).status_code == 400
@@ -148,10 +152,8 @@ def test_argon2id_parameters_of_a_hash_stored_by_the_activation_route(app, db, m
     patient = make_patient()
     code = _activation_code(db, patient)
     client = app.test_client()
-    token = form_csrf(client.get("/activate").get_data(as_text=True))
-    r = client.post("/activate", data={"csrf_token": token, "code": code, "email": "argon@test.example",
-                                       "birth_date": patient.birth_date.isoformat(), "password": GOOD})
-    assert r.status_code == 200
+    r = activate(client, code, patient.birth_date, "argon@test.example", GOOD)
+    assert r.status_code == 302
     stored = db.session.execute(select(User.password_hash).where(User.email == "argon@test.example")).scalar_one()
     p = _argon2_params(stored)
     print(f"\nstored hash parameters (testing config): {p}; production: m={Config.ARGON2_MEMORY_COST} KiB, "

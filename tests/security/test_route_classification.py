@@ -16,19 +16,43 @@ EXPECTED_BY_PREFIX = {
     "auth": {("public", None), ("pending", None)},
     "account": {("signed_in", None), ("public", None)},  # public: only the emailed confirmation link
     "records": {("patient", None)},
+    "records_staff": {("staff", f) for f in ("results_review", "clinical_record", "records_import")},
     "support": {("staff", f) for f in ("patient_search", "patient_demographics", "activation",
-                                       "account_unlock", "mfa_reset")},
+                                       "account_unlock", "mfa_reset", "account_support")},
     "admin": {("staff", "staff_admin")},
     "audit": {("staff", "audit_report")},
+    "notifications": {("patient", None), ("staff", "notices_view"), ("public", None)},  # public: the SMS webhook
+    # public: only the signed one-click links from appointment reminders (below)
+    "appointments": {("patient", None), ("public", None)},
+    "schedule": {("staff", f) for f in ("schedule", "scheduling_setup", "feedback_view")},
+    "messaging": {("patient", None)},
+    "inbox": {("staff", "inbox"), ("staff", "pools_admin")},
+    "billing": {("patient", None), ("public", None)},  # public: only Stripe's signed webhook (below)
+    "billing_staff": {("staff", f) for f in ("billing_ledger", "billing_statements", "billing_refunds",
+                                              "billing_reports")},
 }
 
 # Routes anyone on the internet may call. Adding one is a security review decision.
 PUBLIC_ALLOWLIST = {
     "main.index", "main.help", "main.set_language",
-    "auth.signin", "auth.signout", "auth.activate", "auth.verify_email",
-    "auth.forgot_password", "auth.reset_password", "account.confirm_email_change",
+    "auth.signin", "auth.signout", "auth.activate", "auth.activate_account", "auth.verify_email",
+    "auth.forgot_password", "auth.reset_link", "auth.reset_password", "account.confirm_email_change",
+    # Twilio's inbound-text webhook: CSRF-exempt, every request must carry a valid X-Twilio-Signature
+    # (403 and nothing written otherwise; tests/notifications/test_inbound.py).
+    "notifications.sms_inbound",
+    # Signed one-click links in appointment reminders (SECURITY.md §39): /r/<token> moves the token into
+    # the session and redirects; /respond shows no PHI and acts only on a POST with CSRF, once per link.
+    "appointments.link", "appointments.respond",
+    # "Sign in with a passkey" (SECURITY.md §52): a JSON POST (CSRF header) that issues a single-use
+    # challenge bound to the browser session, and the form POST of the signed answer.
+    "auth.passkey_signin_options", "auth.passkey_signin",
+    # Stripe's webhook: CSRF-exempt, every request must carry a valid Stripe-Signature over the raw body with
+    # |now - t| <= 300 s (400 and nothing written otherwise; tests/billing/test_webhooks_refunds.py).
+    "billing.stripe_webhook",
 }
-PENDING_ALLOWLIST = {"auth.signin_mfa", "auth.signin_recovery", "auth.mfa_setup"}
+PENDING_ALLOWLIST = {"auth.signin_mfa", "auth.signin_recovery", "auth.mfa_setup",
+                     "auth.passkey_mfa_options", "auth.passkey_mfa", "auth.passkey_setup_options",
+                     "auth.passkey_setup"}
 
 
 def test_every_endpoint_is_classified(app):
@@ -75,7 +99,7 @@ def test_an_unclassified_endpoint_fails_closed(app, client, monkeypatch, caplog)
 
 # Columns a GET may legitimately touch: the session's last-seen time (idle timeout bookkeeping) and
 # the pending enrolment secret that /signin/setup must create to draw the QR code for a pending user.
-ALLOWED_GET_WRITES = {"user_sessions.last_seen_at", "users.totp_pending_enc"}
+ALLOWED_GET_WRITES = {"user_sessions.last_seen_at", "user_sessions.totp_pending_enc", "user_sessions.totp_pending_at"}
 
 
 def _get_routes_without_arguments(app):
@@ -111,10 +135,12 @@ def test_get_never_changes_state(app, db, make_user, who):
 
 def test_state_changing_gets_are_only_the_emailed_links(app):
     """GETs with a token argument apply a signed, single-purpose link from an email (confirm address,
-    confirm email change); every other GET with arguments is a view."""
+    confirm email change) or move its token into the session (reset); every other GET with arguments
+    is a view."""
     links = sorted(r.endpoint for r, _a in routes(app) if "GET" in methods(r) and "token" in r.arguments
                    and "POST" not in methods(r))
-    assert links == ["account.confirm_email_change", "auth.verify_email"], links
+    # appointments.link only moves the reminder link's token into the session (the change is a POST).
+    assert links == ["account.confirm_email_change", "appointments.link", "auth.reset_link", "auth.verify_email"], links
 
 
 def test_get_with_arguments_changes_nothing_but_the_audit_log(app, db, make_user, make_patient, login_as):

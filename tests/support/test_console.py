@@ -3,7 +3,7 @@ import re
 from sqlalchemy import select
 
 from portal.accounts.models import SupportIdentityCheck, User
-from portal.audit.models import AuditEvent
+from portal.core.audit import AuditEvent
 from tests.factories import DEFAULT_PASSWORD
 from tests.helpers import post_form, sign_in
 
@@ -33,15 +33,21 @@ def test_patient_page_is_audited_as_a_view(db, login_as, make_patient):
     p = make_patient()
     r = client.get(f"/support/patients/{p.public_id}")
     assert r.status_code == 200 and p.mrn in r.get_data(as_text=True)
-    ev = db.session.execute(select(AuditEvent).where(AuditEvent.action == "patient.view")).scalar_one()
+    # the page's own view; other domains' sections on it audit their own categories (e.g. appointments)
+    ev = db.session.execute(select(AuditEvent).where(AuditEvent.action == "patient.view",
+                                                     AuditEvent.category == "demographics")).scalar_one()
     assert ev.patient_id == p.id and ev.category == "demographics" and ev.actor_role == "clinician"
+
+
+def r_ok(html: str) -> bool:
+    return "<h1>" in html  # the page rendered (so the absence of the buttons means something)
 
 
 def test_clinician_sees_no_support_actions(db, login_as, make_patient):
     client, _ = login_as("clinician")
     p = make_patient()
     html = client.get(f"/support/patients/{p.public_id}").get_data(as_text=True)
-    assert "activation" not in html.lower() or "Issue a new activation code" not in html
+    assert r_ok(html) and "Issue a new activation code" not in html and "Unlock the account" not in html
     r = post_form(client, f"/support/patients/{p.public_id}/activation", {},
                   get_path=f"/support/patients/{p.public_id}")
     assert r.status_code == 403
