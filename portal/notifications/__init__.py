@@ -1,0 +1,1 @@
+"""Notifications: the one way any domain tells a patient something (`services.notify`)."""
