@@ -10,6 +10,10 @@ page_app   GET /page/<nbytes>    -> a Flask + Jinja page of exactly <nbytes> byt
                                     No database, no session, no cookie. The floor for pages without
                                     database work (G3), sized to each portal page that run.py captures.
 
+pdf_app    GET /pdf/<name>          -> weasyprint.HTML(string=$BENCH_PDF_DIR/<name>.html).write_pdf() (tagged, as the
+                                    portal's), the floor for PDF endpoints (G5); load.py writes the HTML the
+                                    portal renders, its static URLs pointed at the files on disk.
+
 Nothing here imports the portal: these are what "Flask + Jinja with nothing else" costs on this machine.
 """
 
@@ -92,3 +96,23 @@ def page(nbytes: int):
         _layout[nbytes] = _fit(nbytes)
     n_rows, pad = _layout[nbytes]
     return _render(n_rows, pad)
+
+
+
+# --- (c) bare WeasyPrint render of a given HTML ----------------------------------------------------
+
+pdf_app = Flask("bare_pdf")
+_html: dict[str, str] = {}
+
+
+@pdf_app.get("/pdf/<name>")
+def pdf(name: str):
+    from weasyprint import HTML
+
+    if name not in _html:
+        if not name.isalnum():
+            abort(404)
+        with open(os.path.join(os.environ["BENCH_PDF_DIR"], f"{name}.html"), encoding="utf-8") as f:
+            _html[name] = f.read()
+    body = HTML(string=_html[name], base_url=os.environ["BENCH_PDF_DIR"] + "/").write_pdf(pdf_tags=True)
+    return body, 200, {"Content-Type": "application/pdf"}

@@ -3,6 +3,7 @@
     python bench/run.py                        # 3 x 10 s at -c16
     python bench/run.py --c64                  # also -c64 (G9: no errors under load)
     python bench/run.py --reps 1 --duration 3  # smoke check, < 1 minute
+    python bench/run.py --all [--size 10k ...] # every registered page on seeded PostgreSQL (= bench/load.py)
 
 Starts, on 127.0.0.1 and free ports, each under the same gunicorn flags (-w 2 --worker-class sync by default):
 the portal (wsgi:app, PORTAL_ENV=development, a temporary SQLite database upgraded and seeded with the demo
@@ -51,10 +52,13 @@ class Server:
     def __init__(self, name: str, app: str, args, env: dict, tmp: Path, extra: list[str] = ()):
         self.name, self.env, self.port, self.n_workers = name, env, free_port(), args.workers
         # Every server gets the project's gunicorn.conf.py (gunicorn would load it from the cwd anyway); the
-        # command-line workers, worker class and bind override it.
+        # command-line workers, worker class and bind override it. No worker recycling while measuring
+        # (--max-requests 0): at thousands of req/s the production setting (5,000 ± 500) restarts a worker
+        # every few seconds, and the portal's restart (~1 s of imports) lands in a 3-second run's p95.
         conf = ["-c", str(ROOT / "gunicorn.conf.py")] if (ROOT / "gunicorn.conf.py").exists() else []
         self.cmd = [sys.executable, "-m", "gunicorn", *conf, "-w", str(args.workers), "--worker-class",
-                    args.worker_class, "-b", f"{HOST}:{self.port}", "--log-level", "warning", *extra, app]
+                    args.worker_class, "-b", f"{HOST}:{self.port}", "--log-level", "warning", "--max-requests",
+                    "0", *extra, app]
         self.log_path = tmp / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -195,24 +199,31 @@ class SignIn:
         self.app = create_app()
 
     def cookie(self, email: str) -> str:
-        from sqlalchemy import select
+        return bench_cookie(self.app, email, "bench/run.py", dispose=True)
 
-        from portal.accounts.models import User, UserSession
-        from portal.core.crypto import keyed_hash
-        from portal.core.db import utcnow
-        from portal.extensions import db
 
-        token = secrets.token_urlsafe(32)
-        with self.app.app_context():
-            user = db.session.execute(select(User).where(User.email == email)).scalars().one()
-            now = utcnow()
-            db.session.add(UserSession(user_id=user.id, token_hash=keyed_hash(token, "session"), last_seen_at=now,
-                                       mfa_verified_at=now, reauth_at=now, ip=HOST, user_agent="bench/run.py"))
-            db.session.commit()
-            db.session.remove()
+def bench_cookie(app, email: str, user_agent: str, dispose: bool = False) -> str:
+    """A `Cookie` header value for a live, MFA-verified session of `email` (as tests/conftest.py:sign_in_session
+    makes one: a UserSession row and the app's own signed cookie). The portal has no route for this."""
+    from sqlalchemy import select
+
+    from portal.accounts.models import User, UserSession
+    from portal.core.crypto import keyed_hash
+    from portal.core.db import utcnow
+    from portal.extensions import db
+
+    token = secrets.token_urlsafe(32)
+    with app.app_context():
+        user = db.session.execute(select(User).where(User.email == email)).scalars().one()
+        now = utcnow()
+        db.session.add(UserSession(user_id=user.id, token_hash=keyed_hash(token, "session"), last_seen_at=now,
+                                   mfa_verified_at=now, reauth_at=now, ip=HOST, user_agent=user_agent))
+        db.session.commit()
+        db.session.remove()
+        if dispose:
             db.engine.dispose()  # hold no SQLite connection while the workers write
-        value = self.app.session_interface.get_signing_serializer(self.app).dumps({"sid": token})
-        return f"{self.app.config['SESSION_COOKIE_NAME']}={value}"
+    value = app.session_interface.get_signing_serializer(app).dumps({"sid": token})
+    return f"{app.config['SESSION_COOKIE_NAME']}={value}"
 
 
 # --- wrk ------------------------------------------------------------------------------------------
@@ -296,6 +307,12 @@ def med(xs) -> float:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a == "--size" or a.startswith("--size=") or a == "--all" for a in argv):
+        # Every registered scenario (core + each bench/<domain>.py) on seeded PostgreSQL: bench/load.py.
+        import load
+
+        return load.main([a for a in argv if a != "--all"])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3, help="repetitions per pair and concurrency (default 3)")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
