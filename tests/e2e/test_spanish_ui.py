@@ -35,7 +35,8 @@ def spanish():
 
 def switch_to(page, name: str) -> None:
     page.locator("form.lang-switch").get_by_role("button", name=name, exact=True).click()
-    page.wait_for_load_state("load")
+    # the click returns before the redirected page loads: wait for the page in the new language
+    expect(page.locator("html")).to_have_attribute("lang", "es" if name == "Español" else "en")
 
 
 def test_language_switcher_and_persisted_choice(page, context, seed, checks):
