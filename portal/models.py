@@ -21,7 +21,7 @@ from portal.scheduling.models import (  # noqa: F401
 from portal.messaging.models import (  # noqa: F401
     Attachment as MessageAttachment, CannedReply, Message, Pool, PoolMember, Thread)
 from portal.records.models import (  # noqa: F401
-    ClinicalDocument, Directory, Encounter, LabReport, Observation, RecordItem, RefillRequest, ReleasePreference,
-    ResultComment, ResultQuestion)
+    ClinicalDocument, Directory, Encounter, LabReport, Observation, RecordItem, ReleasePreference,
+    ResultComment)
 from portal.billing.models import (  # noqa: F401
     BillingAccount, LedgerEntry, PaymentAttempt, Statement, StatementRun, StripeEvent)

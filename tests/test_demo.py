@@ -30,12 +30,15 @@ def test_seed_is_idempotent_and_demo_logins_work(app, db):
     runner = app.test_cli_runner()
     first = runner.invoke(args=["demo", "seed"])
     assert first.exit_code == 0, first.output
-    counts = (db.session.execute(select(func.count()).select_from(User)).scalar(),
-              db.session.execute(select(func.count()).select_from(Patient)).scalar())
+    from portal.messaging.models import Thread
+
+    def counts():
+        return tuple(db.session.execute(select(func.count()).select_from(m)).scalar() for m in (User, Patient, Thread))
+
+    before = counts()
     second = runner.invoke(args=["demo", "seed"])
     assert second.exit_code == 0
-    assert counts == (db.session.execute(select(func.count()).select_from(User)).scalar(),
-                      db.session.execute(select(func.count()).select_from(Patient)).scalar())
+    assert before == counts()
     assert "gladys@patient.example" in first.output and "riverside demo visit 2026" in first.output
     otp = runner.invoke(args=["demo", "otp", "gladys@patient.example"])
     code = otp.output.strip()
@@ -44,7 +47,9 @@ def test_seed_is_idempotent_and_demo_logins_work(app, db):
     post_form(client, "/signin", {"email": "gladys@patient.example", "password": "riverside demo visit 2026"})
     r = post_form(client, "/signin/verify", {"code": code})
     assert r.status_code == 302 and r.location.endswith("/home")
-    assert "Schumm" in client.get("/record").get_data(as_text=True)
+    summary = client.get("/record").get_data(as_text=True)
+    assert "Schumm" in summary
+    assert "Your refill requests" in summary and "Waiting for the care team" in summary  # in the care inbox
 
 
 def test_demo_commands_refuse_production(app):

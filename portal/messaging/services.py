@@ -214,17 +214,24 @@ def _system(thread: Thread, actor, text: str) -> None:
 
 def open_thread(patient, *, subject: str, body: str, topic: str, actor, ref: str | None = None,
                 channel: str = "portal", pool: Pool | None = None, files=(), client_key: str | None = None,
-                ref_label: str | None = None) -> Thread:
+                ref_label: str | None = None, already_open: str | None = None) -> Thread:
     """Put a message from (or on behalf of) `patient` in the shared inbox, routed by `topic` (medical,
     refill, billing, appointment, technical, records, other) to its pool. `actor`: the patient's user, or
     None for a message that arrived another way (an inbound text). `ref` ("kind:public_id") and
     `ref_label` say what it is about; callers that pass a ref have checked it belongs to the patient.
+    `already_open`: if given, a thread on the same topic about the same `ref` that is not closed yet
+    refuses this one with that message (a DomainError), e.g. a second refill request for one medicine.
     Flushes, never commits. A repeated `client_key` returns the thread the first call made."""
     topic = normalise_topic(topic)
     key = _key(actor, client_key)
     found = _existing(key)
     if found is not None:
         return db.session.get(Thread, found.thread_id)
+    if already_open and ref and db.session.execute(
+            select(Thread.id).where(Thread.patient_id == patient.id, Thread.ref == ref, Thread.topic == topic,
+                                    Thread.status != CLOSED)
+            .limit(1)).first() is not None:
+        raise DomainError(already_open)
     subject = sanitize.clean_text(subject, multiline=False)[:MAX_SUBJECT]
     if not subject:
         raise DomainError(_("Give your message a subject."), field="subject")
@@ -293,6 +300,15 @@ def my_threads(user, page: int = 1) -> dict:
         .order_by(Thread.last_message_at.desc(), Thread.id.desc())
         .limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)).scalars().all()
     return {"threads": rows[:PAGE_SIZE], "page": page, "more": len(rows) > PAGE_SIZE}
+
+
+def threads_about(user, kind: str, topic: str, limit: int = 20) -> list[Thread]:
+    """The user's (patient's) newest threads on `topic` about objects of one ref kind, e.g. refill
+    requests about any "medication:…" (listed on the record summary)."""
+    return db.session.execute(
+        select(Thread).where(scope_filter(Thread, user), Thread.topic == normalise_topic(topic),
+                             Thread.ref.like(f"{kind}:%"))
+        .order_by(Thread.created_at.desc(), Thread.id.desc()).limit(limit)).scalars().all()
 
 
 def unread_count(user) -> int | None:

@@ -14,9 +14,10 @@ from pathlib import Path
 from sqlalchemy import select
 
 from portal.core.db import utcnow
+from portal.core.errors import DomainError
 from portal.extensions import db
 
-ORDER = 50
+ORDER = 65  # after messaging (60): Gladys's refill request goes to a care team's inbox
 SAMPLES = Path(__file__).parent / "sample_data"
 NS = uuid.UUID("6f1d3c1e-7c55-4f0e-9d0b-6a7b1f1e0d42")
 
@@ -64,6 +65,13 @@ def _id(*parts) -> str:
 
 def _q(value, unit):
     return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+
+CURRENT_MEDICINES = (  # RxNorm code, name, instructions, prescribed (days ago)
+    ("314076", "lisinopril 10 MG Oral Tablet", "Take 1 tablet by mouth every morning", 150),
+    ("861007", "metformin hydrochloride 500 MG Oral Tablet", "Take 1 tablet by mouth twice a day with meals", 60),
+    ("617310", "atorvastatin 20 MG Oral Tablet", "Take 1 tablet by mouth at bedtime", 60),
+)
 
 
 def lab_bundle(patient_fhir_id: str, key: str, today) -> dict:
@@ -128,6 +136,16 @@ def lab_bundle(patient_fhir_id: str, key: str, today) -> dict:
                                  "display": "Penicillin G"}], "text": "Penicillin"},
             "patient": subject, "recordedDate": "2015-03-02",
             "reaction": [{"manifestation": [{"text": "Hives"}]}]}, "request": {"method": "POST", "url": "AllergyIntolerance"}})
+        # the clinic's current orders (Synthea's are all stopped): what she can ask to have refilled
+        for rxnorm, name, dose, days in CURRENT_MEDICINES:
+            mid = _id(key, "med", rxnorm)
+            entries.append({"fullUrl": f"urn:uuid:{mid}", "resource": {
+                "resourceType": "MedicationRequest", "id": mid, "status": "active", "intent": "order",
+                "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                                                          "code": rxnorm, "display": name}], "text": name},
+                "subject": subject, "authoredOn": (today - timedelta(days=days)).isoformat(),
+                "requester": {"display": "Dr. Maya Patel"}, "dosageInstruction": [{"text": dose}]},
+                "request": {"method": "POST", "url": "MedicationRequest"}})
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
@@ -165,6 +183,18 @@ def seed(ctx) -> None:
         for days, sys_, dia in HOME_BP:
             services.add_reading(gladys_user, rules.BLOOD_PRESSURE, float(sys_), float(dia),
                                  when=utcnow() - timedelta(days=days))
+    # a refill request waiting in Dr. Patel's team inbox (an inbox thread about the medicine; once: its key)
+    from portal.records.models import RecordItem
+
+    med = db.session.execute(select(RecordItem).where(
+        RecordItem.patient_id == gladys.id, RecordItem.kind == "medication", RecordItem.active.is_(True))
+        .order_by(RecordItem.display)).scalars().first()
+    if med is not None:
+        try:
+            services.request_refill(gladys_user, med.public_id, "Main Street Pharmacy, Riverside",
+                                    "I have five tablets left.", client_key="demo-gladys-refill-request")
+        except DomainError:
+            pass  # a refill of this medicine is already open
     ctx.notes.append("Records: gladys@ has lab panels over 18 months (high glucose, LDL, A1c held by the clinician "
-                     "for 3 days), visits with notes, documents and home readings; clinician@ sees the results "
-                     "queue at /staff/records/results.")
+                     "for 3 days), visits with notes, documents, home readings and a refill request waiting in "
+                     "Dr. Patel's team inbox; clinician@ sees the results queue at /staff/records/results.")

@@ -19,11 +19,8 @@ class RecordTag(str, enum.Enum):
     RESULT_HELD = "result.held"
     RESULT_REVIEWED = "result.reviewed"
     RESULT_COMMENTED = "result.commented"
-    RESULT_QUESTION = "result.question_asked"
     RELEASE_PREFS = "result.release_preferences"
     READING_ADDED = "record.reading_added"
-    REFILL_REQUESTED = "medication.refill_requested"
-    REFILL_HANDLED = "medication.refill_handled"
 
 
 register_tags({
@@ -35,11 +32,8 @@ register_tags({
     RecordTag.RESULT_HELD: _l("Held a result for review"),
     RecordTag.RESULT_REVIEWED: _l("Marked a result reviewed"),
     RecordTag.RESULT_COMMENTED: _l("Commented on a result"),
-    RecordTag.RESULT_QUESTION: _l("Asked a question about a result"),
     RecordTag.RELEASE_PREFS: _l("Changed when results are shown"),
     RecordTag.READING_ADDED: _l("Added a home reading"),
-    RecordTag.REFILL_REQUESTED: _l("Asked for a refill"),
-    RecordTag.REFILL_HANDLED: _l("Handled a refill request"),
 })
 register_categories({
     "health_summary": _l("Health summary (problems, medicines, allergies, immunizations, vital signs)"),

@@ -1,4 +1,4 @@
-"""Records forms: home readings, refill requests, questions about a result, release preferences, the
+"""Records forms: home readings, refill requests, release preferences, the
 record download, and the staff forms (hold, comment, import). Every text field is bounded and refuses
 control characters."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf.file import FileField, FileRequired
-from wtforms import DateField, DecimalField, SelectField, StringField
+from wtforms import DateField, DecimalField, HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 from portal.core.forms import PortalForm
@@ -43,10 +43,7 @@ class ReadingForm(PortalForm):
 class RefillForm(PortalForm):
     pharmacy = text(_l("Pharmacy (name and town)"), 200, required=True)
     note = long_text(_l("Anything the care team should know (optional)"), 1000)
-
-
-class QuestionForm(PortalForm):
-    body = long_text(_l("Your question"), 2000, required=True)
+    client_key = HiddenField(validators=[Length(max=40)])  # a double submit makes one request
 
 
 class ReleasePrefsForm(PortalForm):

@@ -10,7 +10,7 @@ public id, indexed patient_id) and are read through core.access's scope only.
 - Encounter (visits), ClinicalDocument (DocumentReference and note DiagnosticReports with their
   decoded presentedForm), LabReport (DiagnosticReport panels), Observation (laboratory, vital-signs,
   patient-reported; release state for results), Directory (Practitioner/Organization/Location).
-- ResultComment, ReleasePreference (the patient's "wait for my clinician" categories), RefillRequest.
+- ResultComment, ReleasePreference (the patient's "wait for my clinician" categories).
 """
 
 from __future__ import annotations
@@ -191,39 +191,4 @@ class ReleasePreference(db.Model):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     category: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class RefillRequest(PatientOwnedMixin, db.Model):
-    __tablename__ = "record_refill_requests"
-    __table_args__ = (Index("ix_record_refills_status", "status", "created_at"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    item_id: Mapped[int] = mapped_column(ForeignKey("record_items.id"), index=True)
-    pharmacy: Mapped[str] = mapped_column(String(200))
-    note: Mapped[str | None] = mapped_column(String(1000))
-    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done
-    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    item: Mapped[RecordItem] = relationship()
-
-
-class ResultQuestion(PatientOwnedMixin, db.Model):
-    """"Ask a question about this result" while no messaging domain exists: a staff queue row."""
-
-    __tablename__ = "record_result_questions"
-    __table_args__ = (Index("ix_record_result_questions_status_created", "status", "created_at"),)  # staff queue
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    observation_id: Mapped[int] = mapped_column(ForeignKey("record_observations.id"), index=True)
-    body: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="open")
-    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    observation: Mapped[Observation] = relationship()
 

@@ -4,6 +4,7 @@ Routes parse, call one service (which loads through the ownership scope and audi
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, time, timezone
 
 from flask import Blueprint, Response, abort, flash, has_request_context, redirect, render_template, request, url_for
@@ -20,8 +21,8 @@ from portal.core.registry import PATIENT_HOME, for_patients, home_cards, nav, re
 from portal.core.web import current_lang, form_page
 from portal.records import rules, services
 from portal.records.events import RecordTag
-from portal.records.forms import (CATEGORY_LABELS, READING_LABELS, ExportForm, QuestionForm, ReadingForm,
-                                  RefillForm, ReleasePrefsForm)
+from portal.records.forms import (CATEGORY_LABELS, READING_LABELS, ExportForm, ReadingForm, RefillForm,
+                                  ReleasePrefsForm)
 
 bp = Blueprint("records", __name__, url_prefix="/record")
 nav.add("records.summary", _l("My record"), order=20, show=for_patients)
@@ -193,9 +194,8 @@ def _page() -> int:
 @bp.route("")
 @access_rule("patient")
 def summary():
-    data = services.summary(current_user)
-    return render_template("records/summary.html", **data,
-                           refills=services.my_refills(current_user, data["patient"]))
+    return render_template("records/summary.html", **services.summary(current_user),
+                           refills=services.my_refills(current_user))
 
 
 @bp.route("/results")
@@ -205,19 +205,11 @@ def results():
                            result_url=url_for("records.result", public_id="0")[:-1])
 
 
-@bp.route("/results/<public_id>", methods=["GET", "POST"])
+@bp.route("/results/<public_id>")
 @access_rule("patient")
 def result(public_id):
-    data = services.result_detail(current_user, public_id)
-    form = QuestionForm()
-
-    def ask(f):
-        return services.ask_question(current_user, public_id, f.body.data)
-
-    return form_page(form, "records/result.html", ask,
-                     success=_("Your question was sent to your care team. They will answer in your messages "
-                               "or call you."),
-                     redirect_to=url_for("records.result", public_id=public_id), context=data)
+    """One result; "Ask about this" opens a message to the care team about it (messaging's compose)."""
+    return render_template("records/result.html", **services.result_detail(current_user, public_id))
 
 
 # --- visits and documents ----------------------------------------------------------------------------
@@ -281,9 +273,13 @@ def readings():
 def medication(public_id):
     item = services.medication(current_user, public_id)
     form = RefillForm()
+    if not form.client_key.data:
+        form.client_key.data = secrets.token_hex(16)  # one thread however often the form is sent
     return form_page(form, "records/medication.html",
-                     lambda f: services.request_refill(current_user, public_id, f.pharmacy.data, f.note.data),
-                     success=_("Refill request sent to your care team."), redirect_to=url_for("records.summary"),
+                     lambda f: services.request_refill(current_user, public_id, f.pharmacy.data, f.note.data,
+                                                       f.client_key.data),
+                     success=_("Refill request sent to your care team. Their answer will appear here."),
+                     redirect_to=lambda thread: url_for("messaging.thread", public_id=thread.public_id),
                      context={"item": item})
 
 

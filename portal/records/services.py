@@ -24,8 +24,7 @@ from portal.patients.services import view_demographics
 from portal.records import release, rules
 from portal.records.events import RecordTag
 from portal.records.models import (LAB, PATIENT_REPORTED, VITALS, ClinicalDocument, Encounter, LabReport,
-                                   Observation, RecordItem, RefillRequest, ReleasePreference, ResultComment,
-                                   ResultQuestion)
+                                   Observation, RecordItem, ReleasePreference, ResultComment)
 
 __all__ = ["view_demographics"]
 PER_PAGE = 25
@@ -294,45 +293,37 @@ def medication(actor, public_id: str) -> RecordItem:
     return item
 
 
-def request_refill(actor, public_id: str, pharmacy: str, note: str | None) -> RefillRequest:
+def request_refill(actor, public_id: str, pharmacy: str, note: str | None, client_key: str | None = None):
+    """A refill request is a message to the care team: a thread in the shared inbox (topic "refill", about
+    "medication:<id>"), so it is claimed, answered and closed where staff work, and the patient reads the
+    answer in Messages. One open request per medicine; a double submit returns the first thread."""
     from flask_babel import gettext as _
+
+    from portal.messaging.services import open_thread
+    from portal.patients.models import Patient
 
     item = owned_or_404(RecordItem, public_id, actor)
     if item.kind != "medication":
         raise NotFound()
     if not item.active:
         raise DomainError(_("Only an active medicine can be refilled. Ask your care team about this one."))
-    open_request = db.session.execute(
-        select(RefillRequest.id).where(RefillRequest.item_id == item.id, RefillRequest.status == "open")).first()
-    if open_request is not None:
-        raise DomainError(_("You already asked for a refill of this medicine; the care team will answer soon."))
-    req = RefillRequest(patient_id=item.patient_id, item_id=item.id, pharmacy=pharmacy.strip()[:200],
-                        note=(note or "").strip()[:1000] or None, created_by_id=actor.id)
-    db.session.add(req)
-    db.session.flush()
-    record_event(RecordTag.REFILL_REQUESTED, actor=actor, patient_id=item.patient_id, category="medications",
-                 object_type="refill", object_id=req.public_id)
-    return req
+    parts = [_("Please refill %(name)s.", name=item.display),
+             _("Pharmacy: %(pharmacy)s", pharmacy=pharmacy.strip()[:200])]
+    if note and note.strip():
+        parts.append(note.strip()[:1000])
+    patient = db.session.get(Patient, item.patient_id)
+    return open_thread(patient, subject=_("Refill request: %(name)s", name=item.display), body="\n\n".join(parts),
+                       topic="refill", actor=actor, ref=f"medication:{item.public_id}", ref_label=item.display,
+                       client_key=client_key,
+                       already_open=_("You already asked for a refill of this medicine; the care team will answer "
+                                      "in your messages."))
 
 
-def my_refills(actor, patient) -> list[RefillRequest]:
-    return db.session.execute(
-        select(RefillRequest).options(joinedload(RefillRequest.item))
-        .where(RefillRequest.patient_id == patient.id, scope_filter(RefillRequest, actor))
-        .order_by(RefillRequest.created_at.desc()).limit(20)).scalars().all()
+def my_refills(actor) -> list:
+    """The patient's refill requests (their inbox threads about a medicine), newest first."""
+    from portal.messaging.services import threads_about
 
-
-# --- questions about a result (until messaging exists) --------------------------------------------------
-
-def ask_question(actor, public_id: str, body: str) -> ResultQuestion:
-    obs = _load_result(actor, public_id)
-    q = ResultQuestion(patient_id=obs.patient_id, observation_id=obs.id, body=body.strip()[:2000],
-                       created_by_id=actor.id)
-    db.session.add(q)
-    db.session.flush()
-    record_event(RecordTag.RESULT_QUESTION, actor=actor, patient_id=obs.patient_id, category="lab_results",
-                 object_type="observation", object_id=obs.public_id)
-    return q
+    return threads_about(actor, "medication", "refill")
 
 
 # --- release preferences ------------------------------------------------------------------------------
@@ -516,42 +507,6 @@ def comment_result(actor, public_id: str, body: str) -> ResultComment:
     record_event(RecordTag.RESULT_COMMENTED, actor=actor, patient_id=obs.patient_id, category="lab_results",
                  object_type="observation", object_id=obs.public_id)
     return c
-
-
-def refill_queue(actor) -> dict:
-    require_function(actor, "clinical_record")
-    from portal.patients.models import Patient
-
-    rows = db.session.execute(
-        select(RefillRequest, Patient).join(Patient, Patient.id == RefillRequest.patient_id)
-        .options(joinedload(RefillRequest.item))
-        .where(RefillRequest.status == "open", scope_filter(RefillRequest, actor))
-        .order_by(RefillRequest.created_at).limit(200)).all()
-    questions = db.session.execute(
-        select(ResultQuestion, Patient).join(Patient, Patient.id == ResultQuestion.patient_id)
-        .options(joinedload(ResultQuestion.observation))
-        .where(ResultQuestion.status == "open", scope_filter(ResultQuestion, actor))
-        .order_by(ResultQuestion.created_at).limit(200)).all()
-    record_event(EventTag.PATIENT_VIEW, actor=actor, category="medications", object_type="refill_queue",
-                 detail={"refills": len(rows), "questions": len(questions)})
-    return {"refills": rows, "questions": questions}
-
-
-def handle_refill(actor, public_id: str) -> None:
-    require_function(actor, "clinical_record")
-    req = owned_or_404(RefillRequest, public_id, actor)
-    if req.status != "open":
-        return
-    req.status, req.handled_by_id, req.handled_at = "done", actor.id, utcnow()
-    record_event(RecordTag.REFILL_HANDLED, actor=actor, patient_id=req.patient_id, category="medications",
-                 object_type="refill", object_id=req.public_id)
-
-
-def handle_question(actor, public_id: str) -> None:
-    require_function(actor, "results_review")
-    q = owned_or_404(ResultQuestion, public_id, actor)
-    if q.status == "open":
-        q.status, q.handled_by_id, q.handled_at = "done", actor.id, utcnow()
 
 
 # --- import (staff upload and CLI) ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Staff pages of the records domain (/staff/records): the results queue and one result (hold, release,
-review, comment: `results_review`), a patient's clinical record and the refill / question queue
-(`clinical_record`), and the FHIR import upload (`records_import`). Billing and support have none of
-these functions, so they never see results."""
+review, comment: `results_review`), a patient's clinical record (`clinical_record`), and the FHIR import
+upload (`records_import`). Billing and support have none of these functions, so they never see results.
+Refill requests and questions about a result are inbox threads (the messaging domain), not a queue here."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from portal.records.forms import CommentForm, HoldForm, ImportForm
 
 bp = Blueprint("records_staff", __name__, url_prefix="/staff/records")
 nav.add("records_staff.queue", _l("Results to review"), order=40, show=for_function("results_review"))
-nav.add("records_staff.requests", _l("Refill requests"), order=41, show=for_function("clinical_record"))
 nav.add("records_staff.import_page", _l("Import records"), order=60, show=for_function("records_import"))
 staff_patient_panels.add("records", order=10, template="records/_panel_patient.html", build=services.patient_panel,
                          show=for_function("clinical_record"))
@@ -103,33 +102,10 @@ def comment(public_id):
     return _result_page(public_id, comment_form=form, status=400)
 
 
-@bp.route("/questions/<public_id>/done", methods=["POST"])
-@access_rule("staff", function="results_review")
-def question_done(public_id):
-    if EmptyForm().validate_on_submit():
-        services.handle_question(current_user, public_id)
-    return redirect(url_for("records_staff.requests"))
-
-
 @bp.route("/patients/<public_id>")
 @access_rule("staff", function="clinical_record")
 def patient_record(public_id):
     return render_template("records/staff/record.html", **services.staff_record(current_user, public_id))
-
-
-@bp.route("/requests")
-@access_rule("staff", function="clinical_record")
-def requests():
-    return render_template("records/staff/requests.html", **services.refill_queue(current_user), form=EmptyForm())
-
-
-@bp.route("/refills/<public_id>/done", methods=["POST"])
-@access_rule("staff", function="clinical_record")
-def refill_done(public_id):
-    if EmptyForm().validate_on_submit():
-        services.handle_refill(current_user, public_id)
-        flash(_("Refill request marked as handled."), "success")
-    return redirect(url_for("records_staff.requests"))
 
 
 @bp.route("/import", methods=["GET", "POST"])

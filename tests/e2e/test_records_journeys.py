@@ -28,6 +28,11 @@ def _give_labs(seed, patient_public_id: str, key: str = "g") -> dict:
     with seed.app.test_request_context("/"):
         patient = db.session.execute(select(Patient).where(Patient.public_id == patient_public_id)).scalar_one()
         give_labs(patient, key)
+        from portal.records.models import RecordItem
+
+        db.session.add(RecordItem(patient_id=patient.id, source="e2e", fhir_id=f"med-{patient.public_id}",
+                                  kind="medication", resource_type="MedicationRequest", display="Lisinopril 10 MG Oral Tablet",
+                                  detail="Take 1 tablet by mouth once a day", active=True))
         db.session.commit()
         return {"glucose": a_result(patient, "2339-0").public_id, "hgb": a_result(patient, "718-7").public_id}
 
@@ -52,17 +57,24 @@ def test_patient_reads_results_and_downloads_the_record(page, seed, checks):
     expect(page.locator("svg.trend-chart")).to_be_visible()
     expect(page.locator("#history-table tbody tr")).to_have_count(4)
     checks.check(page, "one result")
-    ask = page.locator("main a", has_text="Ask about this")
-    if ask.count():  # messaging is installed: the link opens its compose page about this result
-        assert "ref=result" in ask.first.get_attribute("href")
-    else:  # until then the question goes to the clinicians' queue
-        page.get_by_label("Your question").fill("Should I worry about this?")
-        page.get_by_role("button", name="Send my question").click()
-        expect_flash(page, "care team")
+    # a question about the result is a message to the care team, with the result attached
+    page.locator("main a", has_text="Ask about this").first.click()
+    expect(page).to_have_url(re.compile(r"/messages/new\?"))
+    expect(page.locator(".msg-ref")).to_contain_text("Glucose")
 
     page.goto("/record")
     expect(page.locator("h2", has_text="Latest vital signs")).to_be_visible()
     checks.check(page, "summary")
+    # a refill request goes to the care team's inbox; the answer will arrive in that conversation
+    page.locator("main a", has_text="Lisinopril 10 MG Oral Tablet").first.click()
+    page.get_by_label("Pharmacy (name and town)").fill("Main Street Pharmacy, Riverside")
+    page.get_by_role("button", name="Send refill request").click()
+    expect_flash(page, "Refill request sent to your care team")
+    expect(page).to_have_url(re.compile(r"/messages/[0-9a-f]+$"))
+    expect(page.locator("main")).to_contain_text("Main Street Pharmacy, Riverside")
+    checks.check(page, "refill request sent")
+    page.goto("/record")
+    expect(page.locator("main")).to_contain_text("Waiting for the care team")
     page.goto("/record/readings")
     page.get_by_label("Reading", exact=True).fill("135")
     page.get_by_label("Bottom number (diastolic), for blood pressure").fill("85")

@@ -17,7 +17,7 @@ from portal.core.db import utcnow
 from portal.extensions import db as _db
 from portal.records import services
 from portal.records.fhir.importer import import_path
-from portal.records.models import ClinicalDocument, Observation, RecordItem, RefillRequest
+from portal.records.models import ClinicalDocument, Observation, RecordItem
 from tests.helpers import form_token, post_form
 from tests.records.helpers import a_result, give_labs
 from tests.records.test_import import SAMPLES
@@ -173,7 +173,7 @@ def test_billing_and_support_never_see_results(db, gladys, login_as, role):
     client, staff = login_as(role)
     res = a_result(user._patient)
     for url in ("/staff/records/results", f"/staff/records/results/{res.public_id}",
-                f"/staff/records/patients/{user._patient.public_id}", "/staff/records/requests"):
+                f"/staff/records/patients/{user._patient.public_id}"):
         assert client.get(url).status_code == 403, url
     assert client.get(f"/record/results/{res.public_id}").status_code == 403
 
@@ -203,7 +203,7 @@ def test_import_page_is_admin_only_and_shows_errors_keeping_nothing(db, login_as
     assert db.session.execute(select(func.count()).select_from(Observation)).scalar_one() == 1
 
 
-def test_readings_refills_questions_preferences(db, gladys, login_as):
+def test_readings_and_preferences(db, gladys):
     client, user = gladys
     r = post_form(client, "/record/readings", {"kind": "blood_pressure", "value": "80", "value2": "120"})
     assert r.status_code == 400 and "higher than the bottom" in r.get_data(as_text=True)
@@ -213,22 +213,65 @@ def test_readings_refills_questions_preferences(db, gladys, login_as):
     assert r.status_code == 302
     html = client.get("/record/readings").get_data(as_text=True)
     assert "132/84" in html and "81.6" in html
+    r = post_form(client, "/record/result-preferences", {"categories": ["hiv_sti", "genetics"]})
+    assert r.status_code == 302
+    assert services.release_preferences(user) == {"hiv_sti", "genetics"}
+
+
+def test_a_refill_request_is_a_thread_in_the_care_teams_inbox(app, db, gladys, login_as):
+    """The refill form opens an inbox thread (topic refill, about the medicine) in the pool that takes
+    refills: the clinician sees it in /inbox, answers there, and the patient reads it in Messages; one
+    open request per medicine; a double submit (same client key) makes one thread."""
+    from portal.messaging.models import Message, Thread
+    from tests.messaging.helpers import make_pool
+
+    client, user = gladys
+    clin, clinician = login_as("clinician")
+    care = make_pool("care-t", kind="care", topics="medical,refill", members=[clinician])
     med = RecordItem(patient_id=user._patient.id, source="t", fhir_id="m9", resource_type="MedicationRequest",
                      kind="medication", display="Lisinopril 10 MG", active=True)
     db.session.add(med)
     db.session.commit()
     url = f"/record/medications/{med.public_id}"
-    assert post_form(client, url, {"pharmacy": "Main St Pharmacy"}).status_code == 302
-    assert post_form(client, url, {"pharmacy": "Main St Pharmacy"}).status_code == 400  # one open request
-    clin, _ = login_as("clinician")
-    assert "Lisinopril" in clin.get("/staff/records/requests").get_data(as_text=True)
+    page = client.get(url).get_data(as_text=True)
+    assert 'name="client_key"' in page
+    fields = {"pharmacy": "Main St Pharmacy", "note": "Five tablets left", "client_key": "k-refill-1"}
+    r1 = post_form(client, url, fields)
+    r2 = post_form(client, url, fields)  # the same submission again: the same thread
+    assert r1.status_code == r2.status_code == 302 and r1.location == r2.location
+    thread = db.session.execute(select(Thread).where(Thread.patient_id == user._patient.id)).scalars().one()
+    assert r1.location.endswith(f"/messages/{thread.public_id}")
+    assert (thread.topic, thread.ref, thread.ref_label, thread.pool_id) == (
+        "refill", f"medication:{med.public_id}", "Lisinopril 10 MG", care.id)
+    body = db.session.execute(select(Message.body_text).where(Message.thread_id == thread.id)).scalar_one()
+    assert "Lisinopril 10 MG" in body and "Main St Pharmacy" in body and "Five tablets left" in body
+    r = post_form(client, url, {"pharmacy": "Main St Pharmacy", "client_key": "k-refill-2"})
+    assert r.status_code == 400 and "already asked for a refill" in r.get_data(as_text=True)  # one open request
+    assert "Main St Pharmacy" in r.get_data(as_text=True)  # the form keeps what was typed
+
+    assert "Lisinopril" in clin.get("/inbox?queue=unassigned").get_data(as_text=True)
+    assert clin.get("/staff/records/requests").status_code == 404  # no second queue to work
+    summary = client.get("/record").get_data(as_text=True)
+    assert f"/messages/{thread.public_id}" in summary and "Waiting for the care team" in summary
+
+    from portal.messaging import services as msg
+
+    msg.claim(clinician, thread.public_id)
+    msg.staff_reply(clinician, thread.public_id, body="Sent to Main St Pharmacy.", then="closed")
+    db.session.commit()
+    assert "Answered" in client.get("/record").get_data(as_text=True)
+    assert "Sent to Main St Pharmacy." in client.get(f"/messages/{thread.public_id}").get_data(as_text=True)
+    r = post_form(client, url, {"pharmacy": "Main St Pharmacy", "client_key": "k-refill-3"})
+    assert r.status_code == 302  # the last one is closed: a new request is welcome
+
+
+def test_a_question_about_a_result_goes_to_the_inbox_with_the_result(db, gladys):
+    client, user = gladys
     glucose = a_result(user._patient)
+    html = client.get(f"/record/results/{glucose.public_id}").get_data(as_text=True)
+    assert f"/messages/new?ref=result:{glucose.public_id}" in html.replace("%3A", ":")
     r = post_form(client, f"/record/results/{glucose.public_id}", {"body": "Is this diabetes?"})
-    assert r.status_code == 302
-    assert "Is this diabetes?" in clin.get("/staff/records/requests").get_data(as_text=True)
-    r = post_form(client, "/record/result-preferences", {"categories": ["hiv_sti", "genetics"]})
-    assert r.status_code == 302
-    assert services.release_preferences(user) == {"hiv_sti", "genetics"}
+    assert r.status_code in (404, 405)  # no side queue any more: questions are messages
 
 
 def test_a_waited_for_category_is_held_until_released_or_n_days(app, db, login_as):
@@ -265,6 +308,19 @@ def test_exports_pdf_and_fhir_are_audited(db, gladys):
     assert len(exports) == 2 and {e.category for e in exports} == {"record_export"}
     r = post_form(client, "/record/export", {"format": "json", "start": "2020-01-01", "end": "2019-01-01"})
     assert r.status_code == 400
+
+
+def test_a_row_without_its_imported_json_still_exports_as_a_resource(db, gladys):
+    client, user = gladys
+    med = RecordItem(patient_id=user._patient.id, source="clinic", fhir_id=None, resource_type="MedicationRequest",
+                     kind="medication", display="Metformin 500 MG", active=True)
+    db.session.add(med)
+    db.session.commit()
+    doc = json.loads(client.get("/record/export.json").data)
+    found = [e["resource"] for e in doc["entry"] if e["resource"].get("medicationCodeableConcept") == {
+        "text": "Metformin 500 MG"}]
+    assert len(found) == 1 and found[0]["resourceType"] == "MedicationRequest" and found[0]["id"] == med.public_id
+    assert all(e["fullUrl"].startswith("urn:uuid:") and e["resource"].get("id") for e in doc["entry"])
 
 
 def test_export_then_import_into_an_empty_database_reproduces_what_the_patient_sees(app, db, gladys, tmp_path):

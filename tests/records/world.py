@@ -10,7 +10,7 @@ def _objects(victim) -> dict:
     cached = getattr(victim, "_records_objects", None)
     if cached is not None:
         return cached
-    from portal.records.models import ClinicalDocument, RecordItem, RefillRequest, ResultQuestion
+    from portal.records.models import ClinicalDocument, RecordItem
     from tests.records.helpers import a_result, give_labs
 
     patient = victim._patient
@@ -21,13 +21,8 @@ def _objects(victim) -> dict:
     doc = ClinicalDocument(patient_id=patient.id, source="victim", fhir_id="doc-1",
                            resource_type="DocumentReference", title="Victim note", content=b"victim note")
     db.session.add_all([med, doc])
-    db.session.flush()
-    refill = RefillRequest(patient_id=patient.id, item_id=med.id, pharmacy="P", created_by_id=victim.id)
-    question = ResultQuestion(patient_id=patient.id, observation_id=result.id, body="q", created_by_id=victim.id)
-    db.session.add_all([refill, question])
     db.session.commit()
     victim._records_objects = {"result": result.public_id, "medication": med.public_id, "document": doc.public_id,
-                               "refill": refill.public_id, "question": question.public_id,
                                "patient": patient.public_id}
     return victim._records_objects
 
@@ -39,10 +34,6 @@ def victim_object_id(victim, endpoint: str) -> str:
         return o["document"]
     if name == "medication":
         return o["medication"]
-    if name == "refill_done":
-        return o["refill"]
-    if name == "question_done":
-        return o["question"]
     if name == "patient_record":
         return o["patient"]
     return o["result"]

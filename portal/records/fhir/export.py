@@ -88,23 +88,43 @@ def bundle(actor, patient, start: datetime | None = None, end: datetime | None =
     entries = [patient_res]
     kept_obs = {o.fhir_id for o in rows["observations"]}
     for enc in rows["encounters"]:
-        entries.append(enc.resource)
+        entries.append(_resource(enc, "Encounter"))
     for item in rows["items"]:
-        entries.append(item.resource)
+        entries.append(_resource(item))
     for report in rows["reports"]:
-        res = dict(report.resource)
+        res = _resource(report, "DiagnosticReport")
         res["result"] = [r for r in res.get("result") or [] if _ref_id(r) in kept_obs]  # released ones only
         entries.append(res)
     for obs in rows["observations"]:
         entries.append(_reading(obs, patient_ref) if obs.category == PATIENT_REPORTED or not obs.raw
                        else obs.resource)
     for doc in rows["documents"]:
-        entries.append(doc.resource)
+        entries.append(_resource(doc))
     out = []
     for res in entries:
         res = _point_at(res, patient, patient_ref)
         out.append({"fullUrl": f"urn:uuid:{res['id']}", "resource": res})
     return {"resourceType": "Bundle", "type": "collection", "timestamp": utcnow().isoformat(), "entry": out}
+
+
+_TEXT_ELEMENT = {"MedicationRequest": "medicationCodeableConcept", "MedicationStatement": "medicationCodeableConcept",
+                 "Immunization": "vaccineCode", "Encounter": "type", "DocumentReference": "description"}
+
+
+def _resource(row, resource_type: str | None = None) -> dict:
+    """The row's resource as imported; a row that holds no imported JSON (entered here, or imported before
+    `raw` was kept) still exports as a resource with its type, a stable id and its name in words."""
+    res = dict(row.resource)
+    if res.get("resourceType") and res.get("id"):
+        return res
+    kind = res.get("resourceType") or getattr(row, "resource_type", None) or resource_type
+    res.update(resourceType=kind, id=res.get("id") or row.fhir_id or row.public_id)
+    text = getattr(row, "display", None) or getattr(row, "type_display", None) or getattr(row, "title", None)
+    element = _TEXT_ELEMENT.get(kind, "code")
+    if text and element not in res:
+        res[element] = text if element == "description" else (
+            [{"text": text}] if element == "type" else {"text": text})
+    return res
 
 
 def _ref_id(ref: dict) -> str:
