@@ -21,6 +21,7 @@ _DEV_FIELD_KEY = "ZGV2LW9ubHktZmllbGQta2V5LW5vdC1mb3ItcHJvZCE="
 _DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"
 _DEV_AUDIT_KEY = "dev-only-audit-chain-key-not-for-production"
 INSECURE_DEFAULTS = {_DEV_FIELD_KEY, _DEV_SECRET_KEY, _DEV_AUDIT_KEY}
+STRIPE_KEYS = ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -217,6 +218,14 @@ class ProductionConfig(Config):
             missing.append("TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN and TWILIO_FROM_NUMBER (or SMS_BACKEND=off)")
         if cls.SMS_BACKEND not in ("twilio", "off"):
             missing.append("SMS_BACKEND (twilio or off: the file backend is for development)")
+        stripe_keys = {k: env.get(k, "").strip() for k in STRIPE_KEYS}
+        if any(stripe_keys.values()) and not all(stripe_keys.values()):
+            # A secret key without the webhook secret takes payments whose confirmations are then refused.
+            missing.append("STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET, all three "
+                           "(or none: online payment is then shown as unavailable)")
+        elif any(v in INSECURE_DEFAULTS or "localstripe" in v for v in stripe_keys.values()):
+            missing.append("STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY and STRIPE_WEBHOOK_SECRET (the localstripe "
+                           "keys are development defaults)")
         if cls.PROXY_FIX_HOPS < 1:
             missing.append("PROXY_FIX_HOPS (>= 1: the portal must run behind a TLS-terminating proxy)")
         if missing:
@@ -227,6 +236,8 @@ class ProductionConfig(Config):
         cls.AUDIT_HMAC_KEY = audit_key
         cls.REDIS_URL = cls.RATELIMIT_STORAGE_URI = env["REDIS_URL"].strip()
         cls.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or cls.REDIS_URL
+        for k, v in stripe_keys.items():
+            setattr(cls, k, v or None)
 
 
 def _weak(value: str) -> str | None:

@@ -157,6 +157,33 @@ def test_production_refuses_weak_or_malformed_settings_with_a_clear_message(monk
         assert value.strip() not in msg  # the message names the setting, never echoes the secret
 
 
+@pytest.mark.parametrize("keys", [
+    {"STRIPE_SECRET_KEY": "sk_live_" + "k" * 24, "STRIPE_PUBLISHABLE_KEY": "pk_live_" + "p" * 24},  # no webhook secret
+    {"STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 24},
+    {"STRIPE_SECRET_KEY": "sk_test_localstripe_dev", "STRIPE_PUBLISHABLE_KEY": "pk_test_localstripe_dev",
+     "STRIPE_WEBHOOK_SECRET": "whsec_localstripe_dev_only"},
+])
+def test_production_refuses_a_partial_or_development_stripe_configuration(monkeypatch, keys):
+    _prod_env(monkeypatch, **{k: keys.get(k) for k in ("STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY",
+                                                       "STRIPE_WEBHOOK_SECRET")})
+    with pytest.raises(RuntimeError) as exc:
+        create_app(ProductionConfig)
+    msg = str(exc.value)
+    assert msg.startswith("Refusing to start in production") and "STRIPE_WEBHOOK_SECRET" in msg
+    assert not any(v in msg for v in keys.values() if "localstripe" not in v)  # never echoes a key
+
+
+def test_production_takes_all_three_stripe_keys_or_none(monkeypatch):
+    _prod_env(monkeypatch, STRIPE_SECRET_KEY=None, STRIPE_PUBLISHABLE_KEY=None, STRIPE_WEBHOOK_SECRET=None)
+    app = create_app(ProductionConfig)
+    assert app.config["STRIPE_SECRET_KEY"] is None  # online payment shown as unavailable, never the fake
+    keys = {"STRIPE_SECRET_KEY": "sk_live_" + "k" * 24, "STRIPE_PUBLISHABLE_KEY": "pk_live_" + "p" * 24,
+            "STRIPE_WEBHOOK_SECRET": "whsec_" + "w" * 24}
+    _prod_env(monkeypatch, **keys)
+    app = create_app(ProductionConfig)
+    assert {k: app.config[k] for k in keys} == keys
+
+
 def test_production_starts_with_strong_settings_and_takes_redis_for_broker_and_limits():
     # In a separate interpreter: a production app rebinds the process-wide Celery settings (eager off).
     env = {k: v for k, v in os.environ.items() if k != "TEST_DATABASE_URL"}
