@@ -212,7 +212,7 @@ def register_request_hooks(app: Flask) -> None:
     from portal.accounts import sessions
     from portal.core import access, headers
     from portal.core.audit import category_label, tag_label
-    from portal.core.i18n import install_template_gettext, local_date, local_datetime
+    from portal.core.i18n import LANGUAGE_NAMES, install_template_gettext, local_date, local_datetime
     from portal.core.registry import ask_about_url, nav
     from portal.core.roles import role_label
 
@@ -245,6 +245,7 @@ def register_request_hooks(app: Flask) -> None:
 
     headers.add_static_version(app)  # /static/…?v=<content hash>: nginx caches static files for a year
     install_template_gettext(app.jinja_env)
+    app.jinja_env.globals["language_names"] = LANGUAGE_NAMES  # endonyms: "English", "Español"
     app.jinja_env.filters["localdt"] = local_datetime
     app.jinja_env.filters["localdate"] = local_date
 

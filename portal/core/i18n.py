@@ -12,6 +12,7 @@ from flask_login import current_user
 
 
 LANG_COOKIE_SECONDS = 365 * 24 * 3600
+LANGUAGE_NAMES = {"en": "English", "es": "Español"}  # each language in its own words (config LANGUAGES)
 
 
 def lang_cookie_name() -> str:

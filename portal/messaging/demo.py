@@ -34,6 +34,15 @@ CANNED = {
                 ("Appointment booked", "Hello {first_name},\n\nYou are booked. You will find the time under "
                                        "Appointments, with a reminder before the visit.\n\nFront office")],
 }
+CANNED_ES = {  # the same answers for patients who read Spanish (shown first on their threads)
+    "care-patel": [("Receta enviada", "Hola, {first_name}:\n\nEnviamos su receta a su farmacia. Suele estar "
+                                      "lista en un día.\n\nEquipo de la Dra. Patel")],
+    "support": [("Ayuda con la contraseña", "Hola, {first_name}:\n\nUse «¿Olvidó su contraseña?» en la página de "
+                                            "inicio de sesión; el enlace vale una hora. Llámenos si no le llega."
+                                            "\n\nRecepción"),
+                ("Cita reservada", "Hola, {first_name}:\n\nSu cita está reservada. La verá en Citas, con un "
+                                   "recordatorio antes de la visita.\n\nRecepción")],
+}
 
 
 def _png() -> bytes:
@@ -71,11 +80,12 @@ def _pools(ctx) -> dict[str, Pool]:
         if db.session.execute(select(PoolMember.id).where(PoolMember.pool_id == pools[key].id,
                                                           PoolMember.user_id == user.id)).first() is None:
             db.session.add(PoolMember(pool_id=pools[key].id, user_id=user.id))
-    for key, items in CANNED.items():
-        for title, body in items:
-            if db.session.execute(select(CannedReply.id).where(CannedReply.pool_id == pools[key].id,
-                                                               CannedReply.title == title)).first() is None:
-                db.session.add(CannedReply(pool_id=pools[key].id, title=title, body=body))
+    for language, canned in (("en", CANNED), ("es", CANNED_ES)):
+        for key, items in canned.items():
+            for title, body in items:
+                if db.session.execute(select(CannedReply.id).where(CannedReply.pool_id == pools[key].id,
+                                                                   CannedReply.title == title)).first() is None:
+                    db.session.add(CannedReply(pool_id=pools[key].id, title=title, body=body, language=language))
     db.session.flush()
     return pools
 

@@ -10,6 +10,7 @@ from wtforms import BooleanField, HiddenField, IntegerField, RadioField, SelectF
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from portal.core.forms import PortalForm
+from portal.core.i18n import LANGUAGE_NAMES
 from portal.messaging.models import TOPICS
 from portal.messaging.services import MAX_BODY, MAX_SUBJECT
 
@@ -96,5 +97,7 @@ class MemberForm(PortalForm):
 
 class CannedForm(PortalForm):
     title = StringField(_l("Title"), validators=[DataRequired(), Length(max=120)])
+    language = SelectField(_l("Language of the reply"), choices=list(LANGUAGE_NAMES.items()), default="en",
+                           validate_choice=True)
     body = TextAreaField(_l("Text ({first_name} becomes the patient's first name)"),
                          validators=[DataRequired(), Length(max=MAX_BODY)])

@@ -18,6 +18,7 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from sqlalchemy import and_, case, func, or_, select, update
@@ -551,8 +552,9 @@ def staff_thread(actor, public_id: str) -> dict:
                        .execution_options(synchronize_session=False))
     record_event(EventTag.PATIENT_VIEW, actor=actor, patient_id=thread.patient_id, category=CATEGORY,
                  object_type="msg_thread", object_id=thread.public_id)
-    canned = db.session.execute(select(CannedReply).where(CannedReply.pool_id == thread.pool_id)
-                                .order_by(CannedReply.title)).scalars().all()
+    patient_lang = _patient_of(thread).preferred_language or "en"
+    canned = sorted(db.session.execute(select(CannedReply).where(CannedReply.pool_id == thread.pool_id)).scalars(),
+                    key=lambda c: (c.language != patient_lang, c.title.lower()))  # the patient's language first
     members = db.session.execute(
         select(PoolMember).where(PoolMember.pool_id == thread.pool_id).options(joinedload(PoolMember.user))
     ).scalars().all()
@@ -560,7 +562,7 @@ def staff_thread(actor, public_id: str) -> dict:
     from portal.messaging import presence
 
     others = presence.touch(thread.id, actor.id, _display_name(actor))
-    return {"thread": thread, "messages": messages, "canned": canned,
+    return {"thread": thread, "messages": messages, "canned": canned, "patient_lang": patient_lang,
             "colleagues": sorted((m.user for m in members if m.user.disabled_at is None), key=_display_name),
             "pools": [p for p in pools if p.id != thread.pool_id], "others": others,
             "latest_id": max((m.id for m in messages), default=0), "overdue": is_overdue(thread)}
@@ -908,13 +910,15 @@ def remove_member(actor, pool_public_id: str, user_public_id: str) -> None:
                  detail={"removed": user.public_id})
 
 
-def add_canned(actor, pool_public_id: str, *, title: str, body: str) -> CannedReply:
+def add_canned(actor, pool_public_id: str, *, title: str, body: str, language: str = "en") -> CannedReply:
     pool = _pool_or_404(actor, pool_public_id)
     title = sanitize.clean_text(title, multiline=False)[:120]
     body = sanitize.clean_text(body)[:MAX_BODY]
     if not title or not body:
         raise DomainError(_("A canned reply needs a title and a text."), field="title")
-    canned = CannedReply(pool_id=pool.id, title=title, body=body)
+    if language not in current_app.config["LANGUAGES"]:
+        raise DomainError(_("Choose the language of the reply."), field="language")
+    canned = CannedReply(pool_id=pool.id, title=title, body=body, language=language)
     db.session.add(canned)
     db.session.flush()
     record_event(MsgTag.POOL_CHANGED, actor=actor, object_type="msg_pool", object_id=pool.public_id,

@@ -227,7 +227,8 @@ def add_canned(public_id):
     form = CannedForm()
     if form.validate_on_submit():
         try:
-            services.add_canned(current_user, public_id, title=form.title.data, body=form.body.data)
+            services.add_canned(current_user, public_id, title=form.title.data, body=form.body.data,
+                                language=form.language.data)
         except DomainError as err:
             flash(err.message, "error")
         else:

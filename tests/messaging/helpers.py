@@ -19,8 +19,8 @@ def make_pool(key="support", *, kind="support", topics="technical,records,appoin
     return pool
 
 
-def add_canned(pool, title="Hello", body="Hello {first_name},\n\nThanks for writing."):
-    c = CannedReply(pool_id=pool.id, title=title, body=body)
+def add_canned(pool, title="Hello", body="Hello {first_name},\n\nThanks for writing.", language="en"):
+    c = CannedReply(pool_id=pool.id, title=title, body=body, language=language)
     db.session.add(c)
     db.session.flush()
     return c

@@ -212,11 +212,42 @@ def test_pools_admin_manages_pools_members_and_canned_replies(app, db, login_as)
     token = form_token(admin.get("/inbox/pools").get_data(as_text=True))
     admin.post(f"/inbox/pools/{pool.public_id}/members", data={"csrf_token": token, "user": worker.public_id})
     admin.post(f"/inbox/pools/{pool.public_id}/canned", data={"csrf_token": token, "title": "Hi", "body": "Hi {first_name}"})
+    admin.post(f"/inbox/pools/{pool.public_id}/canned", data={"csrf_token": token, "title": "Hola", "language": "es",
+                                                               "body": "Hola, {first_name}"})
+    r = admin.post(f"/inbox/pools/{pool.public_id}/canned", data={"csrf_token": token, "title": "Salut",
+                                                                   "language": "fr", "body": "Salut"})
+    assert r.status_code == 302  # refused with a flash: not a language of this portal
+    from portal.messaging.models import CannedReply
+
+    assert sorted(db.session.execute(select(CannedReply.title, CannedReply.language)
+                                     .where(CannedReply.pool_id == pool.id)).all()) == [("Hi", "en"), ("Hola", "es")]
+    assert "(Español)" in admin.get("/inbox/pools").get_data(as_text=True)
     assert db.session.execute(select(PoolMember).where(PoolMember.pool_id == pool.id)).scalars().one().user_id == worker.id
     admin.post(f"/inbox/pools/{pool.public_id}/members/remove", data={"csrf_token": token, "user": worker.public_id})
     assert db.session.execute(select(PoolMember).where(PoolMember.pool_id == pool.id)).first() is None
     support, _ = login_as("support")
     assert support.get("/inbox/pools").status_code == 403
+
+
+def test_canned_replies_in_the_patients_language_come_first(app, db, login_as):
+    support, staff = login_as("support")
+    _, patient_user = login_as("patient")
+    pool = make_pool("support", members=[staff])
+    add_canned(pool, "Aardvark hello", "Hello {first_name}")
+    add_canned(pool, "Zorro hola", "Hola, {first_name}", language="es")
+    thread = open_for(patient_user._patient, patient_user, subject="Ayuda")
+    db.session.commit()
+
+    def order():
+        html = support.get(f"/inbox/{thread.public_id}").get_data(as_text=True)
+        return sorted((t for t in ("Aardvark hello", "Zorro hola") if t in html), key=html.index), html
+
+    titles, html = order()
+    assert titles == ["Aardvark hello", "Zorro hola"] and "(Español)" in html and "(English)" not in html
+    patient_user._patient.preferred_language = "es"
+    db.session.commit()
+    titles, html = order()
+    assert titles == ["Zorro hola", "Aardvark hello"] and "(English)" in html
 
 
 def test_support_patient_page_lists_the_patients_threads_in_my_teams(app, db, login_as):
