@@ -24,6 +24,11 @@ READING_LABELS = {
     rules.GLUCOSE: _l("Blood sugar (glucose)"),
     rules.WEIGHT: _l("Weight"),
 }
+MEDICATION_STATUS_LABELS = {  # MedicationRequest.status and MedicationStatement.status (FHIR R4), in words
+    "active": _l("Active"), "on-hold": _l("On hold"), "intended": _l("Planned"), "draft": _l("Planned"),
+    "completed": _l("Finished"), "stopped": _l("Stopped"), "cancelled": _l("Cancelled"),
+    "not-taken": _l("Not taken"), "entered-in-error": _l("Entered in error"), "unknown": _l("Unknown"),
+}
 
 
 class ReadingForm(PortalForm):

@@ -21,8 +21,8 @@ from portal.core.registry import PATIENT_HOME, for_patients, home_cards, nav, re
 from portal.core.web import current_lang, form_page
 from portal.records import rules, services
 from portal.records.events import RecordTag
-from portal.records.forms import (CATEGORY_LABELS, READING_LABELS, ExportForm, ReadingForm, RefillForm,
-                                  ReleasePrefsForm)
+from portal.records.forms import (CATEGORY_LABELS, MEDICATION_STATUS_LABELS, READING_LABELS, ExportForm,
+                                  ReadingForm, RefillForm, ReleasePrefsForm)
 
 bp = Blueprint("records", __name__, url_prefix="/record")
 nav.add("records.summary", _l("My record"), order=20, show=for_patients)
@@ -280,7 +280,7 @@ def medication(public_id):
                                                        f.client_key.data),
                      success=_("Refill request sent to your care team. Their answer will appear here."),
                      redirect_to=lambda thread: url_for("messaging.thread", public_id=thread.public_id),
-                     context={"item": item})
+                     context={"item": item, "status_label": MEDICATION_STATUS_LABELS.get(item.status, item.status)})
 
 
 # --- release preferences ---------------------------------------------------------------------------------

@@ -229,12 +229,13 @@ def test_a_refill_request_is_a_thread_in_the_care_teams_inbox(app, db, gladys, l
     clin, clinician = login_as("clinician")
     care = make_pool("care-t", kind="care", topics="medical,refill", members=[clinician])
     med = RecordItem(patient_id=user._patient.id, source="t", fhir_id="m9", resource_type="MedicationRequest",
-                     kind="medication", display="Lisinopril 10 MG", active=True)
+                     kind="medication", display="Lisinopril 10 MG", active=True, status="active")
     db.session.add(med)
     db.session.commit()
     url = f"/record/medications/{med.public_id}"
     page = client.get(url).get_data(as_text=True)
     assert 'name="client_key"' in page
+    assert re.search(r">\s*Active\s*<", page) and not re.search(r">\s*active\s*<", page)  # the status in words
     fields = {"pharmacy": "Main St Pharmacy", "note": "Five tablets left", "client_key": "k-refill-1"}
     r1 = post_form(client, url, fields)
     r2 = post_form(client, url, fields)  # the same submission again: the same thread
