@@ -66,6 +66,9 @@ def _gettext(word) -> str:
     return _request_translations().ugettext(word._args[0]) if has_request_context() else str(word)
 
 
+bp.add_app_template_filter(rules.plain_term, "term")
+
+
 @bp.app_template_global("result_flag_label")
 def result_flag_label(flag: str | None) -> str:
     """The flag in words, through the request's cached catalogue (one lookup per row)."""

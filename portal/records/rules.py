@@ -5,6 +5,7 @@ trend chart. Tested in tests/records/test_rules.py."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -299,3 +300,18 @@ def trend(series: list[tuple[datetime, float, float | None]], rng: Range, width:
         bottom = y_of(rng.low) if rng.low is not None else height - pad
         band = (round(top, 1), round(bottom, 1))
     return Trend(width, height, points, band, round(y_min, 2), round(y_max, 2))
+
+
+# SNOMED CT fully specified names end in a semantic tag ("Anemia (disorder)", "Stress (finding)"): meant for
+# coders, not patients. Shown without it; the stored display and the export keep the source's words.
+_SEMANTIC_TAG = re.compile(
+    r"\s*\((?:disorder|finding|situation|procedure|regime/therapy|observable entity|qualifier value|event|"
+    r"morphologic abnormality|body structure|substance|product|medicinal product|clinical drug|"
+    r"record artifact|environment|person|physical object|social concept|navigational concept)\)\s*$")
+
+
+def plain_term(text: str | None) -> str:
+    """"Obstructive sleep apnea syndrome (disorder)" → "Obstructive sleep apnea syndrome"."""
+    if not text:
+        return text or ""
+    return _SEMANTIC_TAG.sub("", str(text)) or str(text)

@@ -311,6 +311,21 @@ def test_exports_pdf_and_fhir_are_audited(db, gladys):
     assert r.status_code == 400
 
 
+def test_snomed_semantic_tags_are_not_shown_to_the_patient(db, gladys):
+    from portal.records.rules import plain_term
+
+    assert plain_term("Obstructive sleep apnea syndrome (disorder)") == "Obstructive sleep apnea syndrome"
+    assert plain_term("Stress (finding)") == "Stress"
+    assert plain_term("Hypertension") == "Hypertension"
+    assert plain_term("Fracture (left) of wrist") == "Fracture (left) of wrist"  # only a known tag at the end
+    client, user = gladys
+    db.session.add(RecordItem(patient_id=user._patient.id, source="t", fhir_id="c-osa", resource_type="Condition",
+                              kind="condition", display="Obstructive sleep apnea syndrome (disorder)", active=True))
+    db.session.commit()
+    html = client.get("/record").get_data(as_text=True)
+    assert "Obstructive sleep apnea syndrome" in html and "(disorder)" not in html
+
+
 def test_a_row_without_its_imported_json_still_exports_as_a_resource(db, gladys):
     client, user = gladys
     med = RecordItem(patient_id=user._patient.id, source="clinic", fhir_id=None, resource_type="MedicationRequest",
