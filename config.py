@@ -44,6 +44,9 @@ class Config:
 
     CLINIC_NAME = os.environ.get("CLINIC_NAME", "Riverside Family Clinic")
     CLINIC_TIMEZONE = os.environ.get("CLINIC_TIMEZONE", "America/Chicago")
+    # Numbers and money are written as in the clinic's region: in the US a Spanish reader sees $150.00 and 5.6
+    # (es_US, as on US bills and labels), not Spain's 150,00 US$ and 5,6. Empty: the language's own format.
+    CLINIC_REGION = os.environ.get("CLINIC_REGION", "US")
     # The clinic's contact details: shown on the help, sign-in and lockout pages and in emails.
     CLINIC_PHONE = os.environ.get("CLINIC_PHONE", "(555) 010-2000")
     CLINIC_HOURS = os.environ.get("CLINIC_HOURS", "Mon–Fri 8:00–17:00")

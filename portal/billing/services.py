@@ -998,9 +998,11 @@ def find_patients(actor, q: str) -> list[Patient]:
 
 
 def format_money(cents: int) -> str:
-    from flask_babel import format_currency
+    from babel.numbers import format_currency
 
-    return format_currency(cents / 100, current_app.config["BILLING_CURRENCY"].upper())
+    from portal.core.i18n import format_locale
+
+    return format_currency(cents / 100, current_app.config["BILLING_CURRENCY"].upper(), locale=format_locale())
 
 
 def patient_panel(user, patient) -> dict | None:

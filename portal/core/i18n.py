@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from flask import current_app, request, session
 from flask import g as _g
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_babel import get_translations as _get_translations
 from flask_login import current_user
 
@@ -49,6 +50,32 @@ def select_locale() -> str:
         if chosen in langs:
             return chosen
     return request.accept_languages.best_match(langs) or current_app.config["BABEL_DEFAULT_LOCALE"]
+
+
+@lru_cache(maxsize=32)
+def _format_locale(lang: str, region: str) -> str:
+    from babel import Locale, UnknownLocaleError
+
+    if not region:
+        return lang
+    try:
+        Locale.parse(f"{lang}_{region}")
+    except (UnknownLocaleError, ValueError):
+        return lang
+    return f"{lang}_{region}"
+
+
+def format_locale(lang: str | None = None) -> str:
+    """The locale numbers and money are written in: the reader's language as written in the clinic's region
+    (config CLINIC_REGION), e.g. "es_US" ($150.00, 5.6) for a Spanish reader of a US clinic."""
+    return _format_locale(lang or str(get_locale() or "en"), current_app.config.get("CLINIC_REGION") or "")
+
+
+@lru_cache(maxsize=32)
+def decimal_symbol(locale: str) -> str:
+    from babel.numbers import get_decimal_symbol
+
+    return get_decimal_symbol(locale)
 
 
 def select_timezone() -> str:

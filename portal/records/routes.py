@@ -16,7 +16,7 @@ from markupsafe import Markup, escape
 
 from portal.core.access import access_rule
 from portal.core.audit import record_event
-from portal.core.i18n import _request_translations, clinic_tz
+from portal.core.i18n import _request_translations, clinic_tz, decimal_symbol, format_locale
 from portal.core.registry import PATIENT_HOME, for_patients, home_cards, nav, refs
 from portal.core.web import current_lang, form_page
 from portal.records import rules, services
@@ -175,12 +175,14 @@ def _num(value, lang: str) -> str:
         return ""
     v = round(float(value), 3)
     text = str(int(v)) if v == int(v) else f"{v:.3f}".rstrip("0").rstrip(".")
-    return text.replace(".", ",") if lang == "es" else text
+    sep = decimal_symbol(format_locale(lang))
+    return text if sep == "." else text.replace(".", sep)
 
 
 @bp.app_template_filter("num")
 def num(value) -> str:
-    """A lab value as written in the reader's language (decimal comma in Spanish), at most 3 decimals.
+    """A lab value as written in the reader's language and the clinic's region (5.6 in the US, also in
+    Spanish; 5,6 for a Spanish reader where CLINIC_REGION is ES), at most 3 decimals.
     Hand-rolled: Babel's format_decimal was a tenth of the results page's time."""
     return _num(value, _lang())
 

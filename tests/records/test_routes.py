@@ -70,9 +70,29 @@ def test_spanish_result_page(db, login_as):
     give_labs(user._patient, "g")
     _db.session.commit()
     glucose = a_result(user._patient, "2339-0")
-    client.get("/language/es") if False else None
     html = client.get(f"/record/results/{glucose.public_id}", headers={"Accept-Language": "es"}).get_data(as_text=True)
     assert "Glucosa" in html
+
+
+def test_numbers_and_money_are_written_as_in_the_clinics_region(app, db):
+    """A Spanish reader of a US clinic (CLINIC_REGION=US, the default) sees 5.6 and $150.00, as on US
+    labels and bills; with CLINIC_REGION=ES the same reader sees 5,6 and 150,00 US$."""
+    from flask_babel import force_locale
+
+    from portal.billing.services import format_money
+    from portal.records.routes import num
+
+    with app.test_request_context("/"):
+        with force_locale("es"):
+            assert (num(5.6), format_money(15000)) == ("5.6", "$150.00")
+        with force_locale("en"):
+            assert (num(5.6), format_money(123456)) == ("5.6", "$1,234.56")
+        app.config["CLINIC_REGION"] = "ES"
+        try:
+            with force_locale("es"):
+                assert (num(5.6), format_money(15000)) == ("5,6", "150,00\xa0US$")
+        finally:
+            app.config["CLINIC_REGION"] = "US"
 
 
 def test_summary_visits_documents_from_imported_records(db, login_as, make_patient):
