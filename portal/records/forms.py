@@ -31,12 +31,24 @@ MEDICATION_STATUS_LABELS = {  # MedicationRequest.status and MedicationStatement
 }
 
 
+class ReadingNumber(DecimalField):
+    """A reading typed with a decimal comma ("81,6", as many Spanish speakers write it) is read as 81.6."""
+
+    def process_formdata(self, valuelist):
+        if valuelist and isinstance(valuelist[0], str):
+            raw = valuelist[0].strip()
+            if raw.count(",") == 1 and "." not in raw:
+                raw = raw.replace(",", ".")
+            valuelist = [raw, *valuelist[1:]]
+        super().process_formdata(valuelist)
+
+
 class ReadingForm(PortalForm):
     kind = SelectField(_l("What did you measure?"), choices=list(READING_LABELS.items()),
                        validators=[DataRequired()])
-    value = DecimalField(_l("Reading"), places=None, validators=[DataRequired(), NumberRange(min=0, max=10000)],
+    value = ReadingNumber(_l("Reading"), places=None, validators=[DataRequired(), NumberRange(min=0, max=10000)],
                          description=_l("Blood pressure: the top number (systolic). Blood sugar: mg/dL."))
-    value2 = DecimalField(_l("Bottom number (diastolic), for blood pressure"), places=None,
+    value2 = ReadingNumber(_l("Bottom number (diastolic), for blood pressure"), places=None,
                           validators=[Optional(), NumberRange(min=0, max=1000)])
     unit = SelectField(_l("Weight unit"), choices=[("kg", _l("kilograms")), ("lb", _l("pounds"))], default="kg")
 

@@ -233,6 +233,8 @@ def test_readings_and_preferences(db, gladys):
     assert r.status_code == 302
     html = client.get("/record/readings").get_data(as_text=True)
     assert "132/84" in html and "81.6" in html
+    r = post_form(client, "/record/readings", {"kind": "glucose", "value": "97,5"})  # a decimal comma is read too
+    assert r.status_code == 302 and "97.5" in client.get("/record/readings").get_data(as_text=True)
     r = post_form(client, "/record/result-preferences", {"categories": ["hiv_sti", "genetics"]})
     assert r.status_code == 302
     assert services.release_preferences(user) == {"hiv_sti", "genetics"}
