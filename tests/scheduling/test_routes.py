@@ -92,6 +92,19 @@ def test_another_patients_ids_answer_404_with_a_denied_row(app, db, clinic, logi
     assert db.session.get(Appointment, appt.id).status == "booked"
 
 
+def test_the_appointments_list_names_a_video_visit_once(app, db, clinic, login_as):
+    client, user = login_as("patient")
+    clinic.video.name = "Video visit"  # the type's name already says where: not "Video visit · … · Video visit"
+    with app.test_request_context():
+        book_direct(user._patient, clinic, actor=login_as("support")[1], vt=clinic.video,
+                    slot=clinic.slot(clinic.video, staff=True), notify_patient=False)
+        book_direct(user._patient, clinic, actor=login_as("support")[1], notify_patient=False)
+    db.session.commit()
+    html = client.get("/appointments").get_data(as_text=True)
+    assert html.count("Video visit") == 1
+    assert f"{clinic.consult.name} · " in html and clinic.location.name in html  # in person: the place is shown
+
+
 def test_checkin_over_http_and_the_card_download(app, db, clinic, login_as, tmp_path):
     app.config["SCHEDULING_UPLOAD_DIR"] = str(tmp_path)
     try:
