@@ -426,22 +426,59 @@ def staff_record(actor, patient_public_id: str) -> dict:
     return data
 
 
-def review_queue(actor) -> dict:
-    """Held, waiting and unreviewed results (newest first), with their patients: two statements."""
-    require_function(actor, "results_review")
+QUEUE_SIZE = 200
+
+
+def _queue_rows(actor, limit: int = QUEUE_SIZE):
     from portal.patients.models import Patient
 
-    rows = db.session.execute(
+    return db.session.execute(
         select(Observation, Patient).join(Patient, Patient.id == Observation.patient_id)
         .options(joinedload(Observation.report))
         .where(Observation.category == LAB, scope_filter(Observation, actor),
                or_(Observation.released_at.is_(None), Observation.reviewed_at.is_(None)))
         .order_by(Observation.released_at.is_(None).desc(), Observation.effective_at.desc().nulls_last())
-        .limit(200)).all()
-    items = [{"result": shown(o), "patient": p} for o, p in rows]
+        .limit(limit)).all()
+
+
+def _normal_unreviewed(s: Shown) -> bool:
+    """Shown to the patient, nobody has reviewed it, and its flag says normal (not unknown: a result
+    without a range is read by a person)."""
+    return s.obs.released_at is not None and s.obs.reviewed_at is None and s.flag == rules.NORMAL
+
+
+def review_queue(actor) -> dict:
+    """Held, waiting and unreviewed results with their patients (one statement; at most QUEUE_SIZE rows):
+    not yet shown to the patient first, then out-of-range ones, then normal ones, newest first within
+    each; the normal ones can be marked reviewed together."""
+    require_function(actor, "results_review")
+    items = [{"result": shown(o), "patient": p} for o, p in _queue_rows(actor)]
+    items.sort(key=lambda it: (it["result"].obs.released_at is not None, _normal_unreviewed(it["result"])))
     record_event(EventTag.PATIENT_VIEW, actor=actor, category="lab_results", object_type="results_queue",
                  detail={"shown": len(items)})
-    return {"items": items}
+    return {"items": items, "more": len(items) >= QUEUE_SIZE, "normal_ids": [it["result"].obs.public_id for it in items
+                                                           if _normal_unreviewed(it["result"])]}
+
+
+def mark_normal_reviewed(actor, public_ids: list[str]) -> int:
+    """Mark reviewed, among the given results, those that are shown to the patient, unreviewed and normal
+    by the server's own reading (what the page listed is never trusted); one audit row each."""
+    require_function(actor, "results_review")
+    wanted = {str(p)[:32] for p in public_ids[:QUEUE_SIZE]}
+    if not wanted:
+        return 0
+    now, done = utcnow(), 0
+    rows = db.session.execute(select(Observation).where(
+        Observation.public_id.in_(wanted), Observation.category == LAB, scope_filter(Observation, actor),
+        Observation.released_at.is_not(None), Observation.reviewed_at.is_(None))).scalars().all()
+    for obs in rows:
+        if not _normal_unreviewed(shown(obs)):
+            continue
+        obs.reviewed_at, obs.reviewed_by_id = now, actor.id
+        record_event(RecordTag.RESULT_REVIEWED, actor=actor, patient_id=obs.patient_id, category="lab_results",
+                     object_type="observation", object_id=obs.public_id, detail={"batch": True})
+        done += 1
+    return done
 
 
 def staff_result(actor, public_id: str) -> dict:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from datetime import datetime, time, timezone
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
@@ -32,7 +33,7 @@ home_cards.add("results_queue", order=4, audience=STAFF_HOME, template="records/
 @bp.route("/results")
 @access_rule("staff", function="results_review")
 def queue():
-    return render_template("records/staff/queue.html", **services.review_queue(current_user))
+    return render_template("records/staff/queue.html", **services.review_queue(current_user), form=EmptyForm())
 
 
 def _result_page(public_id, hold_form=None, comment_form=None, status=200):
@@ -80,6 +81,17 @@ def release(public_id):
         else:
             flash(_("This result was already released."), "info")
     return redirect(url_for("records_staff.result", public_id=public_id))
+
+
+@bp.route("/results/reviewed", methods=["POST"])
+@access_rule("staff", function="results_review")
+def reviewed_normal():
+    """The queue's "mark the normal results reviewed" button."""
+    if EmptyForm().validate_on_submit():
+        n = services.mark_normal_reviewed(current_user, request.form.getlist("result"))
+        flash(ngettext("%(num)d normal result marked as reviewed.", "%(num)d normal results marked as reviewed.", n),
+              "success")
+    return redirect(url_for("records_staff.queue"))
 
 
 @bp.route("/results/<public_id>/reviewed", methods=["POST"])

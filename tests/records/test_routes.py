@@ -187,6 +187,40 @@ def test_clinician_hold_form_needs_reason_and_future_date(db, gladys, login_as):
     assert "results" in clin.get("/staff/records/results").get_data(as_text=True).lower()
 
 
+def test_queue_puts_out_of_range_first_and_marks_the_normal_ones_reviewed_together(db, login_as):
+    from portal.records import rules
+    from portal.records.services import shown
+
+    clin, clinician = login_as("clinician")
+    _, user = login_as("patient")
+    give_labs(user._patient, "g")
+    db.session.commit()
+    obs = db.session.execute(select(Observation).where(Observation.patient_id == user._patient.id,
+                                                       Observation.category == "laboratory")).scalars().all()
+    normal = {o.public_id for o in obs if shown(o).flag == rules.NORMAL and o.released_at is not None}
+    out = {o.public_id for o in obs if rules.is_out_of_range(shown(o).flag)}
+    assert normal and out
+    html = clin.get("/staff/records/results").get_data(as_text=True)
+    rows = re.findall(r"/staff/records/results/([0-9a-f]{32})\"", html)
+    first_normal = min(rows.index(p) for p in normal if p in rows)
+    assert all(rows.index(p) < first_normal for p in out if p in rows)  # out-of-range before normal
+    assert f"{len(obs)} results to review" in html
+    # the button sends the listed normal ids; an out-of-range one slipped in by hand is not marked
+    smuggled = sorted(out)[0]
+    r = clin.post("/staff/records/results/reviewed",
+                  data={"csrf_token": form_token(html), "result": sorted(normal) + [smuggled]})
+    assert r.status_code == 302
+    db.session.expire_all()
+    after = {o.public_id: o for o in db.session.execute(select(Observation).where(
+        Observation.patient_id == user._patient.id, Observation.category == "laboratory")).scalars()}
+    assert all(after[p].reviewed_by_id == clinician.id for p in normal)
+    assert after[smuggled].reviewed_at is None
+    rows_audited = _audit(db, actor_id=clinician.id, action="result.reviewed")
+    assert len(rows_audited) == len(normal)
+    html = clin.get("/staff/records/results").get_data(as_text=True)
+    assert "normal results below as reviewed" not in html and smuggled in html
+
+
 @pytest.mark.parametrize("role", ["billing", "support"])
 def test_billing_and_support_never_see_results(db, gladys, login_as, role):
     _c, user = gladys
