@@ -36,6 +36,7 @@ def test_claim_reply_note_and_the_patient_notice(app, db, login_as, make_patient
     db.session.commit()
     page = support.get("/inbox").get_data(as_text=True)
     assert "Need help" in page and patient_user._patient.mrn in page and "Nobody yet" in page
+    assert "<search>" in page and 'role="search"' not in page  # Pico squeezes a role=search form into one pill
     html, data = _page_form(support, f"/inbox/{thread.public_id}")
     assert "Nobody owns this conversation yet." in html
     viewed = db.session.execute(select(AuditEvent).where(
