@@ -84,13 +84,13 @@ def result_flag_label(flag: str | None) -> str:
 
 @bp.app_template_global("result_value")
 def result_value(o) -> Markup:
-    """"5.4 mmol/L", "120/80 mm[Hg]", "<5 5 ng/mL" (text then number), the text alone, or "—"."""
+    """"5.4 mmol/L", "120/80 mmHg", "<5 5 ng/mL" (text then number), the text alone, or "—"."""
     if o.value_num2 is not None:
         lang = _lang()
-        return escape(f"{_num(o.value_num, lang)}/{_num(o.value_num2, lang)} {o.unit or ''}")
+        return escape(f"{_num(o.value_num, lang)}/{_num(o.value_num2, lang)} {rules.unit_label(o.unit)}".rstrip())
     if o.value_num is not None:
         text = f"{o.value_text} " if o.value_text else ""
-        return escape(f"{text}{_num(o.value_num, _lang())} {o.unit or ''}")
+        return escape(f"{text}{_num(o.value_num, _lang())} {rules.unit_label(o.unit)}".rstrip())
     return escape(o.value_text or "—")
 
 
@@ -113,7 +113,7 @@ def result_range(s) -> Markup:
 
 
 def _range_text(r, unit: str | None, ref_text: str | None) -> Markup:
-    unit = unit or ""
+    unit = rules.unit_label(unit)
     if r.low is not None and r.high is not None:
         lang = _lang()
         return Markup(_gettext(RANGE_WORDS["between"])) % {"low": _num(r.low, lang), "high": _num(r.high, lang)} \

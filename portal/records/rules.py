@@ -315,3 +315,23 @@ def plain_term(text: str | None) -> str:
     if not text:
         return text or ""
     return _SEMANTIC_TAG.sub("", str(text)) or str(text)
+
+
+# UCUM codes as people write them ("mm[Hg]" is mmHg on every blood-pressure cuff).
+_UNIT_LABELS = {
+    "mm[Hg]": "mmHg", "10*3/uL": "×10³/µL", "10*6/uL": "×10⁶/µL", "10*9/L": "×10⁹/L", "10*12/L": "×10¹²/L",
+    "[lb_av]": "lb", "[in_i]": "in", "[ft_i]": "ft", "Cel": "°C", "[degF]": "°F", "kg/m2": "kg/m²",
+    "mL/min/{1.73_m2}": "mL/min/1.73 m²", "{beats}/min": "beats/min", "/min": "/min", "{breaths}/min": "breaths/min",
+    "[iU]/L": "IU/L", "m[iU]/L": "mIU/L", "u[iU]/mL": "µIU/mL", "m[IU]/L": "mIU/L", "u[IU]/mL": "µIU/mL",
+    "ug/dL": "µg/dL", "ug/L": "µg/L", "ug/mL": "µg/mL", "umol/L": "µmol/L", "uL": "µL", "fL": "fL",
+    "{score}": "", "1": "",
+}
+
+
+def unit_label(unit: str | None) -> str:
+    """"mm[Hg]" → "mmHg", "10*3/uL" → "×10³/µL"; a code we do not know loses only its {annotation} braces."""
+    if not unit:
+        return ""
+    if unit in _UNIT_LABELS:
+        return _UNIT_LABELS[unit]
+    return unit.replace("{", "").replace("}", "")

@@ -266,7 +266,7 @@ def test_readings_and_preferences(db, gladys):
     r = post_form(client, "/record/readings", {"kind": "weight", "value": "180", "unit": "lb"})
     assert r.status_code == 302
     html = client.get("/record/readings").get_data(as_text=True)
-    assert "132/84" in html and "81.6" in html
+    assert "132/84 mmHg" in html and "81.6" in html and "mm[Hg]" not in html  # units as people write them
     r = post_form(client, "/record/readings", {"kind": "glucose", "value": "97,5"})  # a decimal comma is read too
     assert r.status_code == 302 and "97.5" in client.get("/record/readings").get_data(as_text=True)
     r = post_form(client, "/record/result-preferences", {"categories": ["hiv_sti", "genetics"]})
@@ -374,6 +374,10 @@ def test_snomed_semantic_tags_are_not_shown_to_the_patient(db, gladys):
     assert plain_term("Stress (finding)") == "Stress"
     assert plain_term("Hypertension") == "Hypertension"
     assert plain_term("Fracture (left) of wrist") == "Fracture (left) of wrist"  # only a known tag at the end
+    from portal.records.rules import unit_label
+
+    assert [unit_label(u) for u in ("mm[Hg]", "10*3/uL", "kg/m2", "{beats}/min", "mg/dL", "mL/min/{1.73_m2}", None)] == [
+        "mmHg", "×10³/µL", "kg/m²", "beats/min", "mg/dL", "mL/min/1.73 m²", ""]
     client, user = gladys
     db.session.add(RecordItem(patient_id=user._patient.id, source="t", fhir_id="c-osa", resource_type="Condition",
                               kind="condition", display="Obstructive sleep apnea syndrome (disorder)", active=True))
