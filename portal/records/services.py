@@ -17,7 +17,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.core.access import owned_or_404, patient_for, require_function, scope_filter
 from portal.core.audit import EventTag, record_event
-from portal.core.db import utcnow
+from portal.core.db import capped_count, utcnow
 from portal.core.errors import DomainError, NotFound
 from portal.extensions import db
 from portal.patients.services import view_demographics
@@ -439,6 +439,18 @@ def _queue_rows(actor, limit: int = QUEUE_SIZE):
                or_(Observation.released_at.is_(None), Observation.reviewed_at.is_(None)))
         .order_by(Observation.released_at.is_(None).desc(), Observation.effective_at.desc().nulls_last())
         .limit(limit)).all()
+
+
+CARD_CAP = 99
+
+
+def queue_card(user, patient) -> dict:
+    """The staff home card: lab results not yet shown to their patients (held, or waiting for the
+    clinician), counted up to CARD_CAP through the release index."""
+    n = db.session.execute(select(capped_count(select(Observation.id).where(
+        Observation.released_at.is_(None), Observation.category == LAB, scope_filter(Observation, user)),
+        cap=CARD_CAP))).scalar_one()
+    return {"waiting": f"{CARD_CAP}+" if n > CARD_CAP else str(n), "any": n > 0}
 
 
 def _normal_unreviewed(s: Shown) -> bool:

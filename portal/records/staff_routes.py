@@ -27,7 +27,7 @@ nav.add("records_staff.import_page", _l("Import records"), order=60, show=for_fu
 staff_patient_panels.add("records", order=10, template="records/_panel_patient.html", build=services.patient_panel,
                          show=for_function("clinical_record"))
 home_cards.add("results_queue", order=4, audience=STAFF_HOME, template="records/_card_queue.html",
-               build=lambda user, patient: {}, show=for_function("results_review"))
+               build=services.queue_card, show=for_function("results_review"))
 
 
 @bp.route("/results")

@@ -185,6 +185,7 @@ def test_clinician_hold_form_needs_reason_and_future_date(db, gladys, login_as):
     assert r.status_code == 302
     assert a_result(user._patient, "2339-0").released_at is None
     assert "results" in clin.get("/staff/records/results").get_data(as_text=True).lower()
+    assert "1 result not yet shown to its patient" in clin.get("/staff").get_data(as_text=True)  # the home card
 
 
 def test_queue_puts_out_of_range_first_and_marks_the_normal_ones_reviewed_together(db, login_as):
