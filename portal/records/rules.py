@@ -310,6 +310,16 @@ _SEMANTIC_TAG = re.compile(
     r"record artifact|environment|person|physical object|social concept|navigational concept)\)\s*$")
 
 
+_NOTED_TAGS = ("(finding)", "(situation)")
+
+
+def is_noted_circumstance(display: str | None) -> bool:
+    """A condition coded as a SNOMED finding or situation ("Stress (finding)", "Full-time employment
+    (finding)"): what a visit noted about the patient's life and circumstances rather than a disorder. The
+    summary lists these apart from health problems, so work, housing or stress do not read as diagnoses."""
+    return bool(display) and str(display).rstrip().endswith(_NOTED_TAGS)
+
+
 def plain_term(text: str | None) -> str:
     """"Obstructive sleep apnea syndrome (disorder)" → "Obstructive sleep apnea syndrome"."""
     if not text:

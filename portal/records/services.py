@@ -94,18 +94,19 @@ def summary(actor, patient=None) -> dict:
                                  RecordItem.kind.in_(("condition", "medication", "allergy", "immunization")),
                                  RecordItem.active.is_(True))
         .order_by(RecordItem.recorded_at.desc().nulls_last()).limit(1000)).scalars().all()
-    by_kind: dict[str, list[RecordItem]] = {k: [] for k in ("condition", "medication", "allergy", "immunization",
-                                                            "procedure")}
-    seen_immunization: set[str] = set()
+    by_kind: dict[str, list[RecordItem]] = {k: [] for k in ("condition", "noted", "medication", "allergy",
+                                                            "immunization", "procedure")}
+    seen: set[tuple[str, str]] = set()
     for item in items:
-        if item.kind == "immunization":
-            key = item.code or item.display
-            if key in seen_immunization or not item.active:
+        if item.kind in ("immunization", "condition"):  # once each, the newest (one per visit in the source)
+            key = (item.kind, item.code or item.display)
+            if key in seen or not item.active:
                 continue
-            seen_immunization.add(key)
+            seen.add(key)
         elif not item.active and item.kind != "procedure":
             continue
-        by_kind.setdefault(item.kind, []).append(item)
+        kind = "noted" if item.kind == "condition" and rules.is_noted_circumstance(item.display) else item.kind
+        by_kind.setdefault(kind, []).append(item)
     vitals = db.session.execute(
         select(Observation).where(Observation.patient_id == patient.id, scope_filter(Observation, actor),
                                   Observation.category.in_((VITALS, PATIENT_REPORTED)))

@@ -387,6 +387,23 @@ def test_snomed_semantic_tags_are_not_shown_to_the_patient(db, gladys):
     assert "Obstructive sleep apnea syndrome" in html and "(disorder)" not in html
 
 
+def test_findings_and_circumstances_are_listed_apart_from_health_problems_once_each(db, login_as):
+    from datetime import datetime, timezone
+
+    client, user = login_as("patient")
+    for n, (fid, display) in enumerate([("c1", "Hypertension (disorder)"), ("c2", "Full-time employment (finding)"),
+                                        ("c3", "Full-time employment (finding)"), ("c4", "Stress (finding)")]):
+        db.session.add(RecordItem(patient_id=user._patient.id, source="t", fhir_id=fid, resource_type="Condition",
+                                  kind="condition", display=display, active=True, code=display[:10],
+                                  recorded_at=datetime(2024, 1, 1 + n, tzinfo=timezone.utc)))
+    db.session.commit()
+    html = client.get("/record").get_data(as_text=True)
+    problems, rest = html.split('id="problems-h"', 1)[1].split('id="noted-h"', 1)
+    assert "Hypertension" in problems and "employment" not in problems and "Stress" not in problems
+    noted = rest.split("</section>", 1)[0]
+    assert noted.count("Full-time employment") == 1 and "Stress" in noted  # one per code, the newest
+
+
 def test_a_row_without_its_imported_json_still_exports_as_a_resource(db, gladys):
     client, user = gladys
     med = RecordItem(patient_id=user._patient.id, source="clinic", fhir_id=None, resource_type="MedicationRequest",
