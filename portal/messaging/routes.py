@@ -51,9 +51,8 @@ def index():
 def compose():
     patient = patient_for(current_user)
     form = ComposeForm()
-    care = services.care_pools()
     lang = current_lang()
-    form.pool.choices = [("", _("Any clinician on my care team"))] + [(p.public_id, p.name_for(lang)) for p in care]
+    form.pool.choices = services.care_team_choices(lang)
     if not form.is_submitted():
         form.topic.data = services.normalise_topic(request.args.get("topic") or request.args.get("type")) \
             if (request.args.get("topic") or request.args.get("type")) else None
@@ -72,7 +71,7 @@ def compose():
                      redirect_to=lambda t: url_for("messaging.thread", public_id=t.public_id),
                      default_field="body",
                      context=lambda: {"ref": resolved, "routes": services.topic_routes(lang),
-                                      "show_pool": bool(care)})
+                                      "show_pool": len(form.pool.choices) > 1})
 
 
 @bp.route("/<public_id>")

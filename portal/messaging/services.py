@@ -129,6 +129,11 @@ def care_pools() -> list[Pool]:
     return [p for p in active_pools() if p.kind == "care"]
 
 
+def care_team_choices(lang: str) -> list[tuple[str, str]]:
+    """The "care team" select of a medical question or a refill request: any team, or one by name."""
+    return [("", _("Any clinician on my care team"))] + [(p.public_id, p.name_for(lang)) for p in care_pools()]
+
+
 # --- adding messages ------------------------------------------------------------------------------
 
 def _existing(client_key: str | None) -> Message | None:

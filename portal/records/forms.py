@@ -58,6 +58,7 @@ class ReadingForm(PortalForm):
 
 
 class RefillForm(PortalForm):
+    team = SelectField(_l("Care team"), choices=[], validate_choice=False)  # an unknown team: the default route
     pharmacy = text(_l("Pharmacy (name and town)"), 200, required=True)
     note = long_text(_l("Anything the care team should know (optional)"), 1000)
     client_key = HiddenField(validators=[Length(max=40)])  # a double submit makes one request

@@ -276,13 +276,16 @@ def readings():
 @bp.route("/medications/<public_id>", methods=["GET", "POST"])
 @access_rule("patient")
 def medication(public_id):
+    from portal.messaging.services import care_team_choices
+
     item = services.medication(current_user, public_id)
     form = RefillForm()
+    form.team.choices = care_team_choices(current_lang())
     if not form.client_key.data:
         form.client_key.data = secrets.token_hex(16)  # one thread however often the form is sent
     return form_page(form, "records/medication.html",
                      lambda f: services.request_refill(current_user, public_id, f.pharmacy.data, f.note.data,
-                                                       f.client_key.data),
+                                                       f.client_key.data, team=f.team.data),
                      success=_("Refill request sent to your care team. Their answer will appear here."),
                      redirect_to=lambda thread: url_for("messaging.thread", public_id=thread.public_id),
                      context={"item": item, "status_label": MEDICATION_STATUS_LABELS.get(item.status, item.status)})

@@ -294,13 +294,15 @@ def medication(actor, public_id: str) -> RecordItem:
     return item
 
 
-def request_refill(actor, public_id: str, pharmacy: str, note: str | None, client_key: str | None = None):
+def request_refill(actor, public_id: str, pharmacy: str, note: str | None, client_key: str | None = None,
+                   team: str | None = None):
     """A refill request is a message to the care team: a thread in the shared inbox (topic "refill", about
     "medication:<id>"), so it is claimed, answered and closed where staff work, and the patient reads the
-    answer in Messages. One open request per medicine; a double submit returns the first thread."""
+    answer in Messages. `team`: the care team the patient chose (a pool's public id), else the first that
+    takes refills. One open request per medicine; a double submit returns the first thread."""
     from flask_babel import gettext as _
 
-    from portal.messaging.services import open_thread
+    from portal.messaging.services import open_thread, route
     from portal.patients.models import Patient
 
     item = owned_or_404(RecordItem, public_id, actor)
@@ -315,7 +317,7 @@ def request_refill(actor, public_id: str, pharmacy: str, note: str | None, clien
     patient = db.session.get(Patient, item.patient_id)
     return open_thread(patient, subject=_("Refill request: %(name)s", name=item.display), body="\n\n".join(parts),
                        topic="refill", actor=actor, ref=f"medication:{item.public_id}", ref_label=item.display,
-                       client_key=client_key,
+                       client_key=client_key, pool=route("refill", team or None),
                        already_open=_("You already asked for a refill of this medicine; the care team will answer "
                                       "in your messages."))
 

@@ -42,12 +42,16 @@ def _pools(seed, support_email):
     from tests.messaging.helpers import add_canned, make_pool
 
     with seed.app.app_context():
-        from portal.messaging.models import Pool
+        from portal.messaging.models import CannedReply, Pool
 
         staff = db.session.execute(select(User).where(User.email == support_email)).scalars().one()
+        # another journey may have made the front office pool already (a message with no team of its own
+        # lands there): the canned reply this journey uses is added to it either way
         pool = db.session.execute(select(Pool).where(Pool.key == "support")).scalars().first()
         if pool is None:
             pool = make_pool("support", name="Front office", topics="technical,records,appointment,other", hours=8)
+        if db.session.execute(select(CannedReply.id).where(CannedReply.pool_id == pool.id,
+                                                           CannedReply.title == "Greeting")).first() is None:
             add_canned(pool, "Greeting", "Hello {first_name},\n\nThe form is ready at the front desk.")
         from portal.messaging.models import PoolMember
 

@@ -323,6 +323,27 @@ def test_a_refill_request_is_a_thread_in_the_care_teams_inbox(app, db, gladys, l
     assert r.status_code == 302  # the last one is closed: a new request is welcome
 
 
+def test_a_refill_request_goes_to_the_care_team_the_patient_chose(app, db, gladys, login_as):
+    from portal.messaging.models import Thread
+    from tests.messaging.helpers import make_pool
+
+    client, user = gladys
+    _, clinician = login_as("clinician")
+    make_pool("care-a", kind="care", topics="medical,refill", members=[clinician], name="Team A")
+    team_b = make_pool("care-b", kind="care", topics="medical,refill", members=[clinician], name="Team B")
+    med = RecordItem(patient_id=user._patient.id, source="t", fhir_id="m-team", resource_type="MedicationRequest",
+                     kind="medication", display="Metformin 500 MG", active=True, status="active")
+    db.session.add(med)
+    db.session.commit()
+    url = f"/record/medications/{med.public_id}"
+    page = client.get(url).get_data(as_text=True)
+    assert "Team A" in page and "Team B" in page  # the choice is offered
+    r = post_form(client, url, {"pharmacy": "Main St", "team": team_b.public_id, "client_key": "k-team"})
+    assert r.status_code == 302
+    thread = db.session.execute(select(Thread).where(Thread.ref == f"medication:{med.public_id}")).scalars().one()
+    assert thread.pool_id == team_b.id
+
+
 def test_a_question_about_a_result_goes_to_the_inbox_with_the_result(db, gladys):
     client, user = gladys
     glucose = a_result(user._patient)
