@@ -275,6 +275,16 @@ def test_readings_and_preferences(db, gladys):
     assert services.release_preferences(user) == {"hiv_sti", "genetics"}
 
 
+def _medicine_page(db, client, user, fhir_id: str, display: str):
+    """An active medicine of the signed-in patient, its page's URL and the page."""
+    med = RecordItem(patient_id=user._patient.id, source="t", fhir_id=fhir_id, resource_type="MedicationRequest",
+                     kind="medication", display=display, active=True, status="active")
+    db.session.add(med)
+    db.session.commit()
+    url = f"/record/medications/{med.public_id}"
+    return med, url, client.get(url).get_data(as_text=True)
+
+
 def test_a_refill_request_is_a_thread_in_the_care_teams_inbox(app, db, gladys, login_as):
     """The refill form opens an inbox thread (topic refill, about the medicine) in the pool that takes
     refills: the clinician sees it in /inbox, answers there, and the patient reads it in Messages; one
@@ -285,12 +295,7 @@ def test_a_refill_request_is_a_thread_in_the_care_teams_inbox(app, db, gladys, l
     client, user = gladys
     clin, clinician = login_as("clinician")
     care = make_pool("care-t", kind="care", topics="medical,refill", members=[clinician])
-    med = RecordItem(patient_id=user._patient.id, source="t", fhir_id="m9", resource_type="MedicationRequest",
-                     kind="medication", display="Lisinopril 10 MG", active=True, status="active")
-    db.session.add(med)
-    db.session.commit()
-    url = f"/record/medications/{med.public_id}"
-    page = client.get(url).get_data(as_text=True)
+    med, url, page = _medicine_page(db, client, user, "m9", "Lisinopril 10 MG")
     assert 'name="client_key"' in page
     assert re.search(r">\s*Active\s*<", page) and not re.search(r">\s*active\s*<", page)  # the status in words
     fields = {"pharmacy": "Main St Pharmacy", "note": "Five tablets left", "client_key": "k-refill-1"}
@@ -331,12 +336,7 @@ def test_a_refill_request_goes_to_the_care_team_the_patient_chose(app, db, glady
     _, clinician = login_as("clinician")
     make_pool("care-a", kind="care", topics="medical,refill", members=[clinician], name="Team A")
     team_b = make_pool("care-b", kind="care", topics="medical,refill", members=[clinician], name="Team B")
-    med = RecordItem(patient_id=user._patient.id, source="t", fhir_id="m-team", resource_type="MedicationRequest",
-                     kind="medication", display="Metformin 500 MG", active=True, status="active")
-    db.session.add(med)
-    db.session.commit()
-    url = f"/record/medications/{med.public_id}"
-    page = client.get(url).get_data(as_text=True)
+    med, url, page = _medicine_page(db, client, user, "m-team", "Metformin 500 MG")
     assert "Team A" in page and "Team B" in page  # the choice is offered
     r = post_form(client, url, {"pharmacy": "Main St", "team": team_b.public_id, "client_key": "k-team"})
     assert r.status_code == 302
