@@ -1,6 +1,6 @@
 """Admin: staff accounts (create, role, disable, unlock, MFA reset). The list links to one page per
 staff member with the actions; disabling and changing a role ask for confirmation first."""
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -8,11 +8,10 @@ from flask_login import current_user
 from portal.admin import services
 from portal.admin.forms import RoleForm, StaffForm, StaffMfaResetForm
 from portal.core.access import access_rule
-from portal.core.errors import DomainError
 from portal.core.forms import EmptyForm
 from portal.core.registry import for_function, nav
 from portal.core.roles import role_label
-from portal.core.web import form_page
+from portal.core.web import button_action, form_page
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 nav.add("admin.staff", _l("Staff"), order=70, show=for_function("staff_admin"))
@@ -44,16 +43,8 @@ def staff_member(public_id):
 
 def _act(form, public_id, action, message):
     """A button on a staff member's page: CSRF-checked, one service call, a flash, back to the page."""
-    if form.validate_on_submit():
-        try:
-            action(form)
-        except DomainError as err:
-            flash(err.message, "error")
-        else:
-            flash(message, "success")
-    else:
-        flash(_("That did not work. Reload the page and try again."), "error")
-    return redirect(url_for("admin.staff_member", public_id=public_id))
+    return button_action(form, action, message, url_for("admin.staff_member", public_id=public_id),
+                         invalid=_("That did not work. Reload the page and try again."))
 
 
 def _confirm(user, action_url, question, consequence, button, fields=None):

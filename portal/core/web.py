@@ -113,6 +113,22 @@ def field_error(form, err: DomainError, default_field: str | None = None) -> boo
     return False
 
 
+def button_action(form, action: Callable[[Any], Any], success: str, back: str, invalid: str | None = None):
+    """A POST that is one button (or a small form) on another page: validate it (CSRF included), call the
+    service with the form, flash its DomainError or `success`, and go `back`. `invalid`: the flash when
+    the form does not validate (none by default)."""
+    if form.validate_on_submit():
+        try:
+            action(form)
+        except DomainError as err:
+            flash(err.message, "error")
+        else:
+            flash(success, "success")
+    elif invalid:
+        flash(invalid, "error")
+    return redirect(back)
+
+
 def form_page(
     form,
     template: str,

@@ -14,7 +14,7 @@ from flask_login import current_user
 from portal.core.access import access_rule
 from portal.core.errors import DomainError
 from portal.core.forms import EmptyForm
-from portal.core.web import field_error, form_page
+from portal.core.web import button_action, field_error, form_page
 from portal.messaging import attachments, services
 from portal.messaging.forms import (AssignForm, CannedForm, MemberForm, PoolForm, StaffReplyForm, StatusForm,
                                     TransferForm)
@@ -194,45 +194,23 @@ def pools():
 @access_rule("staff", function="pools_admin")
 def add_member(public_id):
     services._pool_or_404(current_user, public_id)
-    form = MemberForm()
-    if form.validate_on_submit():
-        try:
-            services.add_member(current_user, public_id, form.user.data)
-        except DomainError as err:
-            flash(err.message, "error")
-        else:
-            flash(_("Member added."), "success")
-    return redirect(url_for("inbox.pools"))
+    return button_action(MemberForm(), lambda f: services.add_member(current_user, public_id, f.user.data),
+                         _("Member added."), url_for("inbox.pools"))
 
 
 @bp.route("/pools/<public_id>/members/remove", methods=["POST"])
 @access_rule("staff", function="pools_admin")
 def remove_member(public_id):
     services._pool_or_404(current_user, public_id)
-    form = MemberForm()
-    if form.validate_on_submit():
-        try:
-            services.remove_member(current_user, public_id, form.user.data)
-        except DomainError as err:
-            flash(err.message, "error")
-        else:
-            flash(_("Member removed."), "success")
-    return redirect(url_for("inbox.pools"))
+    return button_action(MemberForm(), lambda f: services.remove_member(current_user, public_id, f.user.data),
+                         _("Member removed."), url_for("inbox.pools"))
 
 
 @bp.route("/pools/<public_id>/canned", methods=["POST"])
 @access_rule("staff", function="pools_admin")
 def add_canned(public_id):
     services._pool_or_404(current_user, public_id)
-    form = CannedForm()
-    if form.validate_on_submit():
-        try:
-            services.add_canned(current_user, public_id, title=form.title.data, body=form.body.data,
-                                language=form.language.data)
-        except DomainError as err:
-            flash(err.message, "error")
-        else:
-            flash(_("Canned reply added."), "success")
-    else:
-        flash(_("A canned reply needs a title and a text."), "error")
-    return redirect(url_for("inbox.pools"))
+    return button_action(CannedForm(), lambda f: services.add_canned(current_user, public_id, title=f.title.data,
+                                                                     body=f.body.data, language=f.language.data),
+                         _("Canned reply added."), url_for("inbox.pools"),
+                         invalid=_("A canned reply needs a title and a text."))

@@ -12,7 +12,7 @@ from portal.core.errors import DomainError
 from portal.core.forms import EmptyForm
 from portal.core.i18n import forget_request_translations
 from portal.core.registry import for_function, nav
-from portal.core.web import external_url, form_page
+from portal.core.web import button_action, external_url, form_page
 from portal.support import services
 from portal.support.forms import CorrectEmailForm, IdentityCheckForm, PatientSearchForm
 
@@ -39,16 +39,8 @@ def patient(public_id):
 
 def _button(public_id, action, message):
     """A button on the patient page: CSRF-checked, one service call, a flash, back to the page."""
-    if EmptyForm().validate_on_submit():
-        try:
-            action()
-        except DomainError as err:
-            flash(err.message, "error")
-        else:
-            flash(message, "success")
-    else:
-        flash(_("That did not work. Reload the page and try again."), "error")
-    return redirect(url_for("support.patient", public_id=public_id))
+    return button_action(EmptyForm(), lambda _f: action(), message, url_for("support.patient", public_id=public_id),
+                         invalid=_("That did not work. Reload the page and try again."))
 
 
 @bp.route("/patients/<public_id>/activation", methods=["POST"])
